@@ -26,6 +26,7 @@ ENV_VAR = "CRSLAB_MSCRS_DATA"
 SAVE_ENV_VAR = "CRSLAB_MSCRS_SAVE"
 DEFAULT_DATA_ROOT = "data"
 DEFAULT_SAVE_ROOT = "save"
+SAMPLE = "sample"
 
 _PATH_NAMES = ("ROOT_PATH", "SAVE_PATH", "DATA_PATH", "DATASET_PATH", "MODEL_PATH",
                "PRETRAIN_PATH", "EMBEDDING_PATH")
@@ -34,9 +35,17 @@ _current: dict = {}
 
 
 def resolve_data_root(explicit: Optional[str] = None, config_value: Optional[str] = None) -> Path:
-    """Return the data root following the documented precedence, as an absolute path."""
+    """Return the data root following the documented precedence, as an absolute path.
+
+    The special value ``sample`` selects the embedded sample shipped inside the package; it
+    is copied to ``./data/sample`` first, so nothing is written into the installed package.
+    """
     for candidate in (explicit, config_value, os.environ.get(ENV_VAR)):
         if candidate:
+            if candidate == SAMPLE:
+                from crslab_mscrs.data.sample import sample_data_root
+
+                return Path(sample_data_root()).resolve()
             return Path(candidate).expanduser().resolve()
     return Path(DEFAULT_DATA_ROOT).resolve()
 

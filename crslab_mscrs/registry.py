@@ -4,7 +4,38 @@ CRSLab dispatches through plain module-level dicts (see ``docs/CRSLAB_NOTES.md``
 ever mutate them, never rebind, so every module that imported a table sees our entries.
 This is the ONE place where the plugin touches CRSLab's registries.
 """
+from __future__ import annotations
+
+_done = False
 
 
 def register_all() -> None:
     """Register everything, idempotently."""
+    global _done
+    if _done:
+        return
+    import crslab.data as crslab_data
+
+    from crslab_mscrs.integration.conversation_tags import TaggedInspiredDataset, TaggedReDialDataset
+
+    # same loaders, plus conv_id / turn_index on every sample (for per-conversation evaluation)
+    crslab_data.dataset_register_table["ReDial"] = TaggedReDialDataset
+    crslab_data.dataset_register_table["Inspired"] = TaggedInspiredDataset
+
+    import importlib
+    import importlib.util
+
+    # TODO(integration): make these hard imports once both modules have landed
+    for module_name in ("crslab_mscrs.model.mscrs", "crslab_mscrs.mscrs_system"):
+        try:
+            found = importlib.util.find_spec(module_name) is not None
+        except ModuleNotFoundError:
+            found = False
+        if found:
+            try:
+                importlib.import_module(module_name).register()
+            except Exception as err:  # pragma: no cover - temporary while modules are written
+                import warnings
+
+                warnings.warn(f"could not register {module_name}: {err!r}")
+    _done = True

@@ -1,0 +1,137 @@
+"""Command line entry point, flag-compatible with CRSLab's ``run_crslab.py``.
+
+    python run_crslab.py --config config/kbrd/redial.yaml [-g 0] [--seed 1] [--data-root DIR]
+
+CRSLab's flags keep their meaning (``-c/--config -g/--gpu -sd -rd -ss -rs -d -i -tb``);
+ours add the data root, seeds, ``--set key=value`` overrides and the files that the
+benchmark harness reads (``--rankings-out``, ``--metrics-out``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Train and evaluate a CRS with CRSLab + crslab-mscrs.")
+    p.add_argument("-c", "--config", required=True, help="YAML config, e.g. config/kbrd/sample.yaml")
+    p.add_argument("-g", "--gpu", default="auto",
+                   help="CRSLab GPU list ('-1' CPU, '0', '0,1'); 'auto' = GPU 0 when CUDA is available")
+    p.add_argument("-sd", "--save_data", action="store_true", help="save the processed dataset")
+    p.add_argument("-rd", "--restore_data", action="store_true", help="restore the processed dataset")
+    p.add_argument("-ss", "--save_system", action="store_true", help="save the trained system")
+    p.add_argument("-rs", "--restore_system", action="store_true",
+                   help="restore the saved system (MSCRS: resume a killed run from its last finished epoch)")
+    p.add_argument("-d", "--debug", action="store_true", help="train on the valid split (CRSLab debug mode)")
+    p.add_argument("-i", "--interact", action="store_true", help="chat with the system")
+    p.add_argument("-tb", "--tensorboard", action="store_true", help="log to tensorboard")
+    p.add_argument("--data-root", default=None,
+                   help="data root (overrides config key data_root and $CRSLAB_MSCRS_DATA; 'sample' = embedded sample)")
+    p.add_argument("--save-dir", default=None, help="checkpoint folder (default ./save)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (overrides config key seed)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set rec.epoch=1 (repeatable)")
+    p.add_argument("--rankings-out", default=None, help="write test rankings.jsonl here")
+    p.add_argument("--metrics-out", default=None, help="write test metrics.json here")
+    return p
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def resolve_gpu(flag: str) -> str:
+    if flag != "auto":
+        return flag
+    import torch
+
+    return "0" if torch.cuda.is_available() else "-1"
+
+
+def make_crslab_config(opt: dict, gpu: str, debug: bool):
+    """A ``crslab.config.Config`` built from an already loaded and validated dict."""
+    from crslab.config import Config
+
+    class _PreloadedConfig(Config):
+        def __init__(self):
+            super().__init__(config_file=None, gpu=gpu, debug=debug)
+
+        def load_yaml_configs(self, filename):  # noqa: D401 - CRSLab hook
+            return dict(opt)
+
+    return _PreloadedConfig()
+
+
+def run(args: argparse.Namespace) -> dict:
+    import crslab_mscrs  # noqa: F401  (compat layer + registration)
+    from crslab.data import get_dataloader, get_dataset
+    from crslab.system import get_system
+
+    from crslab_mscrs import paths
+    from crslab_mscrs.config import load_config
+    from crslab_mscrs.integration.test_capture import attach_test_capture, write_outputs
+
+    opt = load_config(args.config, args.overrides)
+    if args.seed is not None:
+        opt["seed"] = args.seed
+    seed_everything(int(opt.setdefault("seed", 0)))
+    for key, value in (("rankings_out", args.rankings_out), ("metrics_out", args.metrics_out)):
+        if value:
+            opt[key] = str(Path(value).resolve())
+    root = paths.resolve_data_root(args.data_root, opt.get("data_root"))
+    paths.set_data_root(root, args.save_dir or opt.get("save_dir"))
+    opt["data_root"] = str(root)
+
+    config = make_crslab_config(opt, resolve_gpu(args.gpu), args.debug)
+    started = time.time()
+    dataset = get_dataset(config, config["tokenize"], args.restore_data, args.save_data)
+    loaders = [get_dataloader(config, split, dataset.vocab)
+               for split in (dataset.train_data, dataset.valid_data, dataset.test_data)]
+    system = get_system(config, *loaders, dataset.vocab, dataset.side_data, args.restore_system,
+                        args.interact, args.debug, args.tensorboard)
+    if args.interact:
+        system.interact()
+        return {}
+    capture = None
+    if not getattr(system, "writes_own_outputs", False):
+        capture = attach_test_capture(system, dataset.side_data["item_entity_ids"])
+    system.fit()
+    if args.save_system:
+        system.save_model()
+    if capture is not None:
+        write_outputs(capture, dataset.test_data, opt.get("rankings_out"), opt.get("metrics_out"),
+                      extra={"model": opt.get("model"), "dataset": opt["dataset"], "seed": opt["seed"],
+                             "wall_time_s": round(time.time() - started, 1)})
+        return capture.metrics
+    return {}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from crslab_mscrs.config import ConfigError
+
+    try:
+        metrics = run(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if metrics:
+        print(json.dumps({"test": metrics}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Glue between CRSLab's own datasets/systems and this plugin's evaluation."""

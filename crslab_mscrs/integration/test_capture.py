@@ -1,0 +1,123 @@
+"""Record what a CRSLab system predicts on the test split, without touching its code.
+
+:func:`attach_test_capture` wraps three methods of a built system instance:
+
+- ``step`` remembers the current mode, so only ``mode == 'test'`` is recorded;
+- ``rec_evaluate(rec_predict, item_label)`` (KBRD, KGSF, ReDial and our systems all call
+  it with the scores over all entities) records the top-``k`` item entity ids per row;
+- ``evaluator.report`` records CRSLab's test metrics.
+
+CRSLab's recommendation dataloaders emit one row per (recommender turn, movie) in dataset
+order when ``shuffle=False``, so rows are matched to ``(conv_id, turn_index)`` tags (see
+:mod:`crslab_mscrs.integration.conversation_tags`) by replaying the same filter. Rows of
+one turn share the context, so the first row's ranking is the turn's ranking.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import torch
+
+RANKING_DEPTH = 100
+
+
+def recommendation_row_tags(dataset) -> List[Tuple[str, int]]:
+    """(conv_id, turn_index) of each row CRSLab's rec dataloaders build from ``dataset``."""
+    tags = []
+    for sample in dataset:
+        if sample.get("role") == "Recommender":
+            for _ in sample.get("items", []):
+                tags.append((sample.get("conv_id"), sample.get("turn_index")))
+    return tags
+
+
+class TestCapture:
+    """Holds the captured test rankings and metrics of one run."""
+
+    def __init__(self, item_ids, depth: int = RANKING_DEPTH):
+        self.item_ids = torch.as_tensor(list(item_ids), dtype=torch.long)
+        self.depth = min(depth, len(self.item_ids))
+        self.mode: Optional[str] = None
+        self.rows: List[List[int]] = []
+        self.metrics: dict = {}
+
+    def record_scores(self, rec_predict: torch.Tensor) -> None:
+        scores = rec_predict.detach().float().cpu()[:, self.item_ids]
+        top = torch.topk(scores, self.depth, dim=-1).indices
+        self.rows.extend(self.item_ids[top].tolist())
+
+    def turn_rankings(self, tags: List[Tuple[str, int]]) -> List[dict]:
+        if len(tags) != len(self.rows):
+            raise RuntimeError(f"captured {len(self.rows)} test rows but the test split has {len(tags)} "
+                               "recommendation rows: was the test loader shuffled?")
+        seen, out = set(), []
+        for (conv_id, turn_index), ranked in zip(tags, self.rows):
+            if conv_id is None or (conv_id, turn_index) in seen:
+                continue
+            seen.add((conv_id, turn_index))
+            out.append({"conv_id": conv_id, "turn_index": turn_index, "ranked_items": ranked})
+        return out
+
+
+def _metric_values(report: dict) -> dict:
+    out = {}
+    for name, metric in report.items():
+        value = metric.value() if hasattr(metric, "value") else metric
+        out[name] = None if value is None else float(value)
+    return out
+
+
+def attach_test_capture(system, item_ids) -> TestCapture:
+    """Wrap ``system`` so its test predictions and metrics land in the returned capture."""
+    capture = TestCapture(item_ids)
+    original_step = system.step
+    original_rec_evaluate = system.rec_evaluate
+
+    def step(batch, stage, mode, *args, **kwargs):
+        capture.mode = mode
+        return original_step(batch, stage, mode, *args, **kwargs)
+
+    def rec_evaluate(rec_predict, item_label, *args, **kwargs):
+        if capture.mode == "test":
+            capture.record_scores(rec_predict)
+        return original_rec_evaluate(rec_predict, item_label, *args, **kwargs)
+
+    system.step = step
+    system.rec_evaluate = rec_evaluate
+    evaluator = getattr(system, "evaluator", None)
+    if evaluator is not None:
+        original_report = evaluator.report
+
+        def report(*args, **kwargs):
+            result = original_report(*args, **kwargs)
+            mode = kwargs.get("mode", args[1] if len(args) > 1 else "test")
+            if mode == "test":
+                for group in ("rec_metrics", "gen_metrics"):
+                    metrics = getattr(evaluator, group, None)
+                    if metrics is not None:
+                        capture.metrics.update(_metric_values(metrics.report()))
+            return result
+
+        evaluator.report = report
+    return capture
+
+
+def write_outputs(capture: TestCapture, test_dataset, rankings_out=None, metrics_out=None,
+                  extra: Optional[dict] = None) -> None:
+    """Write rankings.jsonl / metrics.json for a finished run (each only when requested)."""
+    if rankings_out:
+        rows = capture.turn_rankings(recommendation_row_tags(test_dataset))
+        path = Path(rankings_out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+        tmp.replace(path)
+    if metrics_out:
+        path = Path(metrics_out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"crslab_test_metrics": capture.metrics, **(extra or {})}
+        path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
