@@ -112,7 +112,13 @@ def parse_override(text: str):
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like key=value or section.key=value")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    return key.strip().split("."), value
 
 
 def apply_overrides(opt: dict, overrides: Optional[Iterable[str]]) -> dict:
