@@ -1,0 +1,382 @@
+#!/usr/bin/env python
+"""Benchmark harness: baselines and CRSLab models on ReDial / INSPIRED under every protocol.
+
+    python benchmarks/run_benchmark.py --models naive,popularity --datasets redial
+    python benchmarks/run_benchmark.py --models naive,popularity,kbrd --datasets redial,inspired \\
+        --seeds 0,1,2 --protocols full,dedup,crslab --out results/kbrd_run
+    python benchmarks/run_benchmark.py --quick           # tiny data, seconds
+
+Baselines (naive, popularity) are deterministic and run in-process once. Every other model
+runs as ``python run_crslab.py --config <config-dir>/<model>/<dataset>.yaml --seed S
+--data-root ROOT --rankings-out F --metrics-out M`` in a subprocess; its wall time and peak
+RSS (``os.wait4`` rusage of that child, which includes its waited-for children) are
+recorded. A run that fails is recorded with its error tail and the rest continue.
+
+Outputs in ``--out`` (default ``results/<UTC timestamp>/``): ``results.csv``
+(model, dataset, protocol, metric, seed, value), ``results.md`` (mean ± std over seeds,
+``n/a`` where missing), ``results.png`` (Recall@10/@50 bars), ``runs.json`` and the
+rankings / logs of every run under ``runs/``. See ``benchmarks/README.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tqdm import tqdm  # noqa: E402
+
+from crslab_mscrs.evaluation import instances as inst  # noqa: E402
+from crslab_mscrs.evaluation.baselines import BASELINES, baseline_rankings, rankings_as_mapping  # noqa: E402
+from crslab_mscrs.evaluation.ranking import ranking_metrics  # noqa: E402
+from crslab_mscrs.evaluation.rankings import MIN_RANKING_LENGTH, read_rankings, write_rankings  # noqa: E402
+from crslab_mscrs.evaluation.report import (RANKING_PROTOCOLS, ResultRow, RunRecord,  # noqa: E402
+                                            plot_recall_bars, render_markdown, write_results_csv)
+from crslab_mscrs.evaluation.user_metrics import user_metrics  # noqa: E402
+
+MODELS = ("naive", "popularity", "kbrd", "kgsf", "unicrs", "mscrs")
+DATASETS = ("redial", "inspired")
+DEFAULT_SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+ERROR_TAIL_LINES = 25
+CRSLAB_METRICS_KEY = "crslab_test_metrics"
+"""Key of CRSLab's own test metrics in a run's metrics.json (recorded as protocol ``crslab_reported``)."""
+
+
+def _csv_list(text: str) -> List[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="naive,popularity", help=f"comma list of {','.join(MODELS)}")
+    p.add_argument("--datasets", default="redial", help=f"comma list of {','.join(DATASETS)}")
+    p.add_argument("--seeds", default="0,1,2", help="comma list of seeds for model runs")
+    p.add_argument("--protocols", default="full,dedup,crslab", help="comma list of full,dedup,crslab")
+    p.add_argument("--quick", action="store_true",
+                   help="embedded sample data (crslab_mscrs.data.sample), 1 epoch, 1 seed: seconds")
+    p.add_argument("--out", default=None, help="output folder (default results/<UTC timestamp>/)")
+    p.add_argument("--data-root", default=None, help="data root holding dataset/<name>/nltk (default ./data)")
+    p.add_argument("--config-dir", default="config", help="folder with <model>/<dataset>.yaml")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="override every 'epoch' of the model config (passed as --set <stage>.epoch=N)")
+    p.add_argument("--split", default="test", choices=inst.SPLITS, help="split the baselines rank")
+    p.add_argument("--shared-data", default=str(DEFAULT_SHARED_DATA),
+                   help="read-only shared data (raw ReDial for SR/RDL)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds before a model run is killed")
+    p.add_argument("--gpu", default=None, help="passed to run_crslab.py -g (default: its 'auto')")
+    return p
+
+
+def validate_args(args: argparse.Namespace) -> Tuple[List[str], List[str], List[int], List[str]]:
+    models, datasets, protocols = _csv_list(args.models), _csv_list(args.datasets), _csv_list(args.protocols)
+    for name, values, allowed in (("model", models, MODELS), ("dataset", datasets, DATASETS),
+                                  ("protocol", protocols, RANKING_PROTOCOLS)):
+        unknown = [v for v in values if v not in allowed]
+        if unknown or not values:
+            raise SystemExit(f"error: unknown or empty --{name}s {unknown}; choose from {allowed}")
+    try:
+        seeds = [int(s) for s in _csv_list(args.seeds)]
+    except ValueError:
+        raise SystemExit(f"error: --seeds must be integers, got {args.seeds!r}") from None
+    if args.quick:
+        seeds = seeds[:1]
+    return models, datasets, seeds, protocols
+
+
+# --------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------
+
+def build_tiny_redial(root: Path, shared_data: Path, n_train: int = 120, n_test: int = 40) -> Path:
+    """A tiny CRSLab-format ReDial (real conversations) for ``--quick``, under ``root``.
+
+    Used only while ``crslab_mscrs.data.sample`` is unavailable. Only the files the
+    evaluation reads are written (splits, entity2id, movie_ids), so model runs need the
+    real sample.
+    """
+    kg = shared_data / "redial" / "kg"
+    uris = inst.load_movie_uris(kg / "id2entity.jsonl")
+    train = [inst.raw_redial_to_conversation(r, uris)
+             for r in inst.load_jsonl(shared_data / "redial" / "raw" / "train_pool.jsonl")[:n_train]]
+    test = [inst.raw_redial_to_conversation(r, uris)
+            for r in inst.load_jsonl(shared_data / "redial" / "raw" / "test_data.jsonl")[:n_test]]
+    target = root / "dataset" / "redial" / "nltk"
+    target.mkdir(parents=True, exist_ok=True)
+    for split, data in (("train", train), ("valid", train[:10]), ("test", test)):
+        (target / f"{split}_data.json").write_text(json.dumps(data), encoding="utf-8")
+    (target / "entity2id.json").write_text((kg / "entity2id.json").read_text(encoding="utf-8"),
+                                           encoding="utf-8")
+    (target / "movie_ids.json").write_text((kg / "movie_ids.json").read_text(encoding="utf-8"),
+                                           encoding="utf-8")
+    return root
+
+
+def quick_data_root(shared_data: Path, scratch: Path) -> Tuple[Path, str]:
+    """Embedded sample root if the package provides one, else a tiny ReDial under ``scratch``."""
+    try:
+        from crslab_mscrs.data.sample import sample_data_root
+    except ImportError:
+        return build_tiny_redial(scratch, shared_data), "tiny ReDial subset built by the harness"
+    return Path(sample_data_root()), "embedded sample (crslab_mscrs.data.sample)"
+
+
+@dataclass
+class DatasetContext:
+    """Everything needed to score rankings on one dataset's evaluated split."""
+
+    name: str
+    directory: Path
+    item_ids: List[int]
+    instances: Dict[str, List[inst.RecInstance]]
+    answers: Optional[Dict[str, Dict[int, inst.SeekerAnswer]]]
+    lengths: Dict[str, int]
+    notes: List[str] = field(default_factory=list)
+
+
+def load_dataset_context(name: str, data_root: Path, split: str, shared_data: Path,
+                         protocols: Sequence[str]) -> DatasetContext:
+    directory = data_root / "dataset" / name / "nltk"
+    conversations = inst.load_split(directory, split)
+    entity2id = inst.load_entity2id(directory)
+    item_ids = inst.load_item_ids(directory)
+    instances, notes = {}, [f"data: `{directory}`, split `{split}`: {len(conversations)} conversations, "
+                            f"{len(item_ids)} items"]
+    for protocol in protocols:
+        stats = inst.InstanceStats()
+        instances[protocol] = inst.build_instances(conversations, entity2id, item_ids, protocol, stats)
+        notes.append(f"`{protocol}`: {stats.instances} instances, {stats.labels} label mentions"
+                     + (f", {stats.turns_dropped_no_new_item} turns dropped (no new item)"
+                        if protocol == "dedup" else "")
+                     + (f", {stats.labels_outside_item_set} mentions outside the item set not scored"
+                        if stats.labels_outside_item_set else ""))
+    answers = None
+    raw_path = shared_data / "redial" / "raw" / f"{split}_data.jsonl"
+    if name == "redial" and raw_path.is_file():
+        uris = inst.load_movie_uris(shared_data / "redial" / "kg" / "id2entity.jsonl")
+        answers = inst.seeker_answers(inst.load_jsonl(raw_path), uris, entity2id)
+        notes.append(f"SR/RDL: seeker questionnaire from `{raw_path}`")
+    else:
+        notes.append("SR/RDL: n/a (no seeker questionnaire for this dataset/split)")
+    return DatasetContext(name, directory, item_ids, instances, answers,
+                          inst.dialogue_lengths(conversations, entity2id), notes)
+
+
+# --------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------
+
+def score_rankings(ctx: DatasetContext, rankings, model: str, seed: str) -> List[ResultRow]:
+    """Ranking metrics (+ SR/RDL where a questionnaire exists) under every protocol."""
+    rows = []
+    for protocol, instances in ctx.instances.items():
+        if not instances:
+            continue
+        values = ranking_metrics(instances, rankings)
+        if ctx.answers is not None:
+            user = user_metrics(instances, rankings, ctx.answers, ctx.lengths)
+            values.update({"SR": user["SR"], "RDL": user["RDL"], "n_dialogues": user["n_dialogues"]})
+        rows.extend(ResultRow(model, ctx.name, protocol, metric, seed, float(value))
+                    for metric, value in values.items())
+    return rows
+
+
+def _tail(text: str, lines: int = ERROR_TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def run_baseline(model: str, ctx: DatasetContext, split: str, out_dir: Path
+                 ) -> Tuple[List[ResultRow], RunRecord]:
+    record = RunRecord(model, ctx.name, "")
+    started = time.perf_counter()
+    try:
+        records = baseline_rankings(model, ctx.directory, split,
+                                    length=min(MIN_RANKING_LENGTH, len(ctx.item_ids)))
+        path = out_dir / "runs" / model / ctx.name / "rankings.jsonl"
+        write_rankings(path, records, min_length=min(MIN_RANKING_LENGTH, len(ctx.item_ids)))
+        rows = score_rankings(ctx, rankings_as_mapping(records), model, "")
+    except Exception:  # noqa: BLE001 - a failed run is recorded, the benchmark continues
+        record.status, record.error = "failed", _tail(traceback.format_exc())
+        return [], record
+    record.wall_s = time.perf_counter() - started
+    record.notes.append("in-process, deterministic")
+    return rows, record
+
+
+def epoch_overrides(config_path: Path, epochs: int) -> List[str]:
+    """``--set <stage>.epoch=N`` for every top-level section of the YAML that has ``epoch``."""
+    import yaml
+
+    with config_path.open("r", encoding="utf-8") as handle:
+        config = yaml.safe_load(handle) or {}
+    args = []
+    for key, value in config.items():
+        if isinstance(value, dict) and "epoch" in value:
+            args += ["--set", f"{key}.epoch={epochs}"]
+    if "epoch" in config:
+        args += ["--set", f"epoch={epochs}"]
+    return args
+
+
+def run_subprocess(cmd: List[str], log_path: Path, timeout: Optional[float]
+                   ) -> Tuple[int, float, Optional[float]]:
+    """Run ``cmd`` with output to ``log_path``; returns (exit code, wall s, peak RSS MB)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with log_path.open("w", encoding="utf-8") as log:
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        deadline = None if timeout is None else started + timeout
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if deadline is not None and time.perf_counter() > deadline:
+                process.kill()
+                pid, status, usage = os.wait4(process.pid, 0)
+                log.write(f"\n[run_benchmark] killed after {timeout} s\n")
+                break
+            time.sleep(0.2)
+    process.returncode = code = os.waitstatus_to_exitcode(status)  # tell Popen it was reaped
+    return code, time.perf_counter() - started, usage.ru_maxrss / 1024.0
+
+
+def metrics_json_rows(path: Path, model: str, dataset: str, seed: str) -> List[ResultRow]:
+    """Numeric metrics of a run's metrics.json: CRSLab's own under ``crslab_reported``,
+    any other dict of numbers under its key (e.g. ``generation``)."""
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    rows = []
+    for key, value in payload.items():
+        if not isinstance(value, dict):
+            continue
+        protocol = "crslab_reported" if key == CRSLAB_METRICS_KEY else key
+        rows.extend(ResultRow(model, dataset, protocol, metric, seed, float(number))
+                    for metric, number in value.items()
+                    if isinstance(number, (int, float)) and not isinstance(number, bool))
+    return rows
+
+
+def model_config_path(config_dir: Path, model: str, dataset: str, quick: bool) -> Optional[Path]:
+    """``<config_dir>/<model>/<dataset>.yaml`` (``sample.yaml`` in quick mode when present),
+    relative to the working directory or else the repository; ``None`` if absent."""
+    names = (["sample.yaml"] if quick else []) + [f"{dataset}.yaml"]
+    for name in names:
+        for base in (Path.cwd(), REPO_ROOT):
+            candidate = (base / config_dir / model / name).resolve()
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespace,
+              data_root: Path, out_dir: Path) -> Tuple[List[ResultRow], RunRecord]:
+    record = RunRecord(model, ctx.name, str(seed))
+    config = model_config_path(Path(args.config_dir), model, ctx.name, args.quick)
+    run_dir = out_dir / "runs" / model / ctx.name / f"seed{seed}"
+    rankings_path, metrics_path = run_dir / "rankings.jsonl", run_dir / "metrics.json"
+    if config is None:
+        record.status = "failed"
+        record.error = f"config not found: {Path(args.config_dir) / model / (ctx.name + '.yaml')}"
+        return [], record
+    cmd = [sys.executable, str(REPO_ROOT / "run_crslab.py"), "--config", str(config), "--seed", str(seed),
+           "--data-root", str(data_root), "--rankings-out", str(rankings_path.resolve()),
+           "--metrics-out", str(metrics_path.resolve())]
+    if args.gpu is not None:
+        cmd += ["-g", args.gpu]
+    epochs = 1 if args.quick and args.epochs is None else args.epochs
+    if epochs is not None:
+        cmd += epoch_overrides(config, epochs)
+    record.notes.append(f"config {config.relative_to(REPO_ROOT) if config.is_relative_to(REPO_ROOT) else config}"
+                        + (f", epochs={epochs}" if epochs is not None else ""))
+    code, record.wall_s, record.peak_rss_mb = run_subprocess(cmd, run_dir / "run.log", args.timeout)
+    if code != 0:
+        record.status = "failed"
+        record.error = f"exit code {code}\n" + _tail((run_dir / "run.log").read_text(encoding="utf-8",
+                                                                                     errors="replace"))
+        return [], record
+    try:
+        rankings = read_rankings(rankings_path, min_length=min(MIN_RANKING_LENGTH, len(ctx.item_ids)),
+                                 item_ids=ctx.item_ids)
+        rows = score_rankings(ctx, rankings, model, str(seed))
+        if metrics_path.is_file():
+            rows += metrics_json_rows(metrics_path, model, ctx.name, str(seed))
+        else:
+            record.notes.append("no metrics.json")
+    except Exception:  # noqa: BLE001
+        record.status, record.error = "failed", _tail(traceback.format_exc())
+        return [], record
+    return rows, record
+
+
+# --------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    models, datasets, seeds, protocols = validate_args(args)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(args.out or Path("results") / stamp)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shared_data = Path(args.shared_data)
+    scratch = Path(tempfile.mkdtemp(prefix="crslab_mscrs_quick_"))
+    if args.quick:
+        data_root, data_source = quick_data_root(shared_data, scratch)
+    else:
+        from crslab_mscrs import paths
+
+        data_root, data_source = paths.resolve_data_root(args.data_root), "data root"
+    rows: List[ResultRow] = []
+    runs: List[RunRecord] = []
+    notes: Dict[str, List[str]] = {}
+    jobs = [(d, m, s) for d in datasets for m in models for s in ([""] if m in BASELINES else seeds)]
+    contexts: Dict[str, Optional[DatasetContext]] = {}
+    for dataset, model, seed in tqdm(jobs, desc="benchmark", unit="run"):
+        if dataset not in contexts:
+            try:
+                contexts[dataset] = load_dataset_context(dataset, Path(data_root), args.split,
+                                                         shared_data, protocols)
+                notes[dataset] = contexts[dataset].notes
+            except (FileNotFoundError, ValueError) as err:
+                contexts[dataset] = None
+                notes[dataset] = [f"dataset unavailable: {err}"]
+        ctx = contexts[dataset]
+        if ctx is None:
+            runs.append(RunRecord(model, dataset, str(seed), "failed", error=notes[dataset][0]))
+            continue
+        if model in BASELINES:
+            new_rows, record = run_baseline(model, ctx, args.split, out_dir)
+        else:
+            new_rows, record = run_model(model, ctx, seed, args, Path(data_root), out_dir)
+        rows += new_rows
+        runs.append(record)
+        if record.status != "ok":
+            tqdm.write(f"[failed] {model}/{dataset}/seed {seed or 'det.'}: "
+                       f"{record.error.strip().splitlines()[-1] if record.error.strip() else ''}")
+    write_results_csv(rows, out_dir / "results.csv")
+    preamble = [f"- generated {stamp} UTC by `{' '.join(['benchmarks/run_benchmark.py'] + list(argv or sys.argv[1:]))}`",
+                f"- data: {data_source} (`{data_root}`); ranking split `{args.split}`",
+                f"- protocols: {', '.join(protocols)}; seeds for model runs: {', '.join(map(str, seeds))}"]
+    (out_dir / "results.md").write_text(
+        render_markdown(rows, runs, models, datasets, protocols, preamble, notes,
+                        unavailable=[d for d, ctx in contexts.items() if ctx is None]), encoding="utf-8")
+    plot_recall_bars(rows, out_dir / "results.png", models, datasets, protocols)
+    (out_dir / "runs.json").write_text(json.dumps([asdict(r) for r in runs], indent=2), encoding="utf-8")
+    failed = sum(run.status != "ok" for run in runs)
+    print(f"wrote {out_dir}/results.csv, results.md, results.png ({len(runs)} runs, {failed} failed)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
