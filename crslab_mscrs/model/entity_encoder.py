@@ -1,0 +1,88 @@
+"""Multimodal entity encoder of MSCRS (SIGIR 2025, section 3.3-3.4); UniCRS's when all graphs are off.
+
+::
+
+    e0 = RGCN(E) + E                              (KG, :class:`RGCNKGEncoder`)
+    c  = LightGCN_cooc(e0)                        (all entities)
+    t  = LightGCN_text(e0[items]),  v = LightGCN_image(e0[items])   (item rows only)
+    h  = e0 + c + [items] (lambda_t * t + lambda_v * v)
+    out = Linear(h + MLP(h))                      (residual MLP, then d -> LM hidden)
+
+Each graph is optional (``None`` = switched off, an ablation). With all three off this is
+exactly UniCRS's entity encoder (R-GCN + residual, residual MLP, linear). The fused table is
+meant to be computed ONCE per training step and shared by the prompt and the scorer
+(bug 6 of the authors' code computes it twice).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from crslab_mscrs.model.rgcn_kg_encoder import RGCNKGEncoder
+from crslab_mscrs.model.semantic_graph_propagation import LightGCNPropagation
+
+
+class ResidualMLP(nn.Module):
+    """x + W2 ReLU(W1 x): UniCRS's ``*_proj1`` blocks."""
+
+    def __init__(self, dim: int, hidden: Optional[int] = None):
+        super().__init__()
+        hidden = hidden or dim // 2 or 1
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.net(x)
+
+
+class MultimodalEntityEncoder(nn.Module):
+    """Fuse KG, co-occurrence, text and image graph views of the entities; project to LM size.
+
+    Args:
+        kg_encoder: the R-GCN encoder giving e0 [n_entity, d].
+        item_ids: ``[n_items]`` entity ids of the recommendable items.
+        output_dim: LM hidden size.
+        cooccurrence: propagation over the entity co-occurrence graph (entity space) or None.
+        text, image: propagation over the item kNN graphs (item positions) or None.
+        lambda_text, lambda_image: fusion weights of t and v.
+    """
+
+    def __init__(self, kg_encoder: RGCNKGEncoder, item_ids: torch.Tensor, output_dim: int,
+                 cooccurrence: Optional[LightGCNPropagation] = None,
+                 text: Optional[LightGCNPropagation] = None,
+                 image: Optional[LightGCNPropagation] = None,
+                 lambda_text: float = 1.0, lambda_image: float = 1.0):
+        super().__init__()
+        self.kg_encoder = kg_encoder
+        self.cooccurrence, self.text, self.image = cooccurrence, text, image
+        self.lambda_text, self.lambda_image = float(lambda_text), float(lambda_image)
+        self.register_buffer("item_ids", item_ids.long(), persistent=False)
+        dim = kg_encoder.dim
+        self.fusion_mlp = ResidualMLP(dim)
+        self.output_projection = nn.Linear(dim, output_dim)
+
+    @property
+    def uses_graphs(self) -> dict:
+        return {"cooccurrence": self.cooccurrence is not None, "text": self.text is not None,
+                "image": self.image is not None}
+
+    def fused_embeddings(self) -> torch.Tensor:
+        """h = e0 + c + item rows (lambda_t t + lambda_v v), before the MLP: [n_entity, d]."""
+        e0 = self.kg_encoder()
+        fused = e0
+        if self.cooccurrence is not None:
+            fused = fused + self.cooccurrence(e0)
+        if self.text is not None or self.image is not None:
+            item_rows = e0.index_select(0, self.item_ids)
+            item_extra = torch.zeros_like(item_rows)
+            if self.text is not None:
+                item_extra = item_extra + self.lambda_text * self.text(item_rows)
+            if self.image is not None:
+                item_extra = item_extra + self.lambda_image * self.image(item_rows)
+            fused = fused.index_add(0, self.item_ids, item_extra)
+        return fused
+
+    def forward(self) -> torch.Tensor:
+        """The fused entity table in LM hidden size: [n_entity, output_dim]."""
+        return self.output_projection(self.fusion_mlp(self.fused_embeddings()))

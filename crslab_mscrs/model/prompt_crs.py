@@ -1,0 +1,275 @@
+"""PromptCRS: a frozen causal LM steered by knowledge/multimodal prompts (UniCRS, MSCRS).
+
+One module for all stages (MSCRS, SIGIR 2025, sections 3.5-3.7; UniCRS, KDD 2022):
+
+- :meth:`PromptCRS.entity_table`: fused multimodal entity table [n_entity, H] (compute ONCE per
+  step and pass it to the task methods; they compute it themselves when not given).
+- :meth:`recommend`: prefix (rec task prefix + entity-oriented prompt) + LEFT-padded context;
+  score = hidden state at the last token . fused item table^T; CE loss over items.
+- :meth:`pretrain`: same inputs, no task prefix (as UniCRS), CE over ALL entities.
+- :meth:`converse`: token-oriented prompt + conv task prefix; LM loss on response tokens only
+  (``labels`` -100 elsewhere; padding is ignored as well, bug 8).
+- :meth:`generate`: greedy / beam / top-p decoding with no-repeat n-grams; the prefix is rebuilt
+  for every call.
+
+The LM and the text encoder are frozen (``requires_grad=False``) and kept in eval mode even
+when the module trains (no dropout noise in frozen parts). Batch keys are those of the
+model/system contract (``crslab_mscrs/model/CONTRACT.md``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Dict, Mapping, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from crslab_mscrs.model.decoding import decode
+from crslab_mscrs.model.entity_encoder import MultimodalEntityEncoder
+from crslab_mscrs.model.graph_files import GRAPH_FILES, check_entity_space, read_graph_file, to_item_space
+from crslab_mscrs.model.loading import load_causal_lm, load_text_encoder
+from crslab_mscrs.model.prefix_cache import LMGeometry, PrefixKeyValues, prefixed_lm_inputs
+from crslab_mscrs.model.prompt_encoder import PromptEncoder
+from crslab_mscrs.model.rgcn_kg_encoder import RGCNKGEncoder, kg_edges_to_tensors
+from crslab_mscrs.model.semantic_graph_propagation import LightGCNPropagation
+
+Batch = Mapping[str, torch.Tensor]
+
+
+@dataclass
+class PromptCRSConfig:
+    """Model hyper-parameters (flat keys of CRSLab's ``opt``; documented in the YAML configs)."""
+    entity_dim: Optional[int] = None        # default: LM hidden // 2
+    num_bases: int = 8
+    use_cooccurrence_graph: bool = True
+    use_text_graph: bool = True
+    use_image_graph: bool = True
+    lambda_text: float = 1.0
+    lambda_image: float = 1.0
+    lightgcn_layers: int = 2
+    n_prefix_rec: int = 10
+    n_prefix_conv: int = 20
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 0.07
+
+    @classmethod
+    def from_opt(cls, opt: Mapping) -> "PromptCRSConfig":
+        return cls(**{f.name: opt[f.name] for f in fields(cls) if opt.get(f.name) is not None})
+
+    def graphs_off(self) -> "PromptCRSConfig":
+        """Copy with all semantic graphs switched off (= UniCRS)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(use_cooccurrence_graph=False, use_text_graph=False, use_image_graph=False)
+        return PromptCRSConfig(**values)
+
+
+@dataclass
+class RecOutput:
+    loss: Optional[torch.Tensor]
+    item_scores: torch.Tensor                 # [B, n_items], column j = entity item_ids[j]
+    entity_scores: torch.Tensor               # [B, n_entity]
+    contrastive_loss: Optional[torch.Tensor] = None
+
+
+@dataclass
+class ConvOutput:
+    loss: Optional[torch.Tensor]
+    logits: torch.Tensor                      # [B, L, vocab]
+    contrastive_loss: Optional[torch.Tensor] = None
+
+
+def build_entity_encoder(n_entity: int, entity_kg: Mapping, item_ids: torch.Tensor, lm_hidden: int,
+                         config: PromptCRSConfig, graphs: Dict[str, Optional[dict]]) -> MultimodalEntityEncoder:
+    """R-GCN over the KG + the switched-on semantic graphs (``graphs`` keyed like GRAPH_FILES)."""
+    edge_index, edge_type, num_relations = kg_edges_to_tensors(entity_kg["edge"], n_entity)
+    dim = config.entity_dim or lm_hidden // 2
+    kg_encoder = RGCNKGEncoder(n_entity, dim, edge_index, edge_type, num_relations, config.num_bases)
+
+    def propagation(key: str, item_space: bool) -> Optional[LightGCNPropagation]:
+        graph = graphs.get(key)
+        if not getattr(config, key) or graph is None:
+            return None
+        graph = check_entity_space(graph, n_entity)
+        if item_space:
+            graph = to_item_space(graph, item_ids)
+            num_nodes = int(item_ids.numel())
+        else:
+            num_nodes = n_entity
+        return LightGCNPropagation(graph["edge_index"], num_nodes, graph["edge_weight"], config.lightgcn_layers)
+
+    return MultimodalEntityEncoder(
+        kg_encoder, item_ids, lm_hidden,
+        cooccurrence=propagation("use_cooccurrence_graph", item_space=False),
+        text=propagation("use_text_graph", item_space=True),
+        image=propagation("use_image_graph", item_space=True),
+        lambda_text=config.lambda_text, lambda_image=config.lambda_image)
+
+
+def load_semantic_graphs(config: PromptCRSConfig, features_dir: Path) -> Dict[str, Optional[dict]]:
+    """Read the graph files whose ``use_*_graph`` flag is on (a missing file is an error)."""
+    return {key: read_graph_file(Path(features_dir) / name, key) if getattr(config, key) else None
+            for key, name in GRAPH_FILES.items()}
+
+
+class PromptCRS(nn.Module):
+    """Frozen LM + frozen text encoder + trainable entity encoder and prompt encoder.
+
+    Args:
+        lm, lm_tokenizer: decoder-only causal LM (any HF model using the ``Cache`` API).
+        text_encoder, text_tokenizer: bidirectional encoder of the context tokens.
+        entity_encoder: gives the fused entity table [n_entity, lm hidden].
+        item_ids: ``[n_items]`` entity ids of recommendable items.
+        config: :class:`PromptCRSConfig`.
+    """
+
+    def __init__(self, lm: nn.Module, lm_tokenizer, text_encoder: nn.Module, text_tokenizer,
+                 entity_encoder: MultimodalEntityEncoder, item_ids: torch.Tensor, config: PromptCRSConfig):
+        super().__init__()
+        self.config = config
+        self.lm, self.lm_tokenizer = lm, lm_tokenizer
+        self.text_encoder, self.text_tokenizer = text_encoder, text_tokenizer
+        for frozen in (lm, text_encoder):
+            frozen.requires_grad_(False)
+            frozen.eval()
+        self.geometry = LMGeometry.from_config(lm.config)
+        self.entity_encoder = entity_encoder
+        self.prompt_encoder = PromptEncoder(text_encoder.config.hidden_size, self.geometry,
+                                            config.n_prefix_rec, config.n_prefix_conv,
+                                            config.contrastive_temperature)
+        n_entity = entity_encoder.kg_encoder.n_entity
+        item_ids = torch.as_tensor(item_ids, dtype=torch.long)
+        if item_ids.numel() == 0 or int(item_ids.max()) >= n_entity or int(item_ids.min()) < 0:
+            raise ValueError(f"item_entity_ids must be non-empty entity ids in [0, {n_entity}).")
+        self.register_buffer("item_ids", item_ids, persistent=False)
+        item_position = torch.full((n_entity,), -1, dtype=torch.long)
+        item_position[item_ids] = torch.arange(item_ids.numel())
+        self.register_buffer("item_position", item_position, persistent=False)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_opt(cls, opt: Mapping, vocab: Mapping, side_data: Mapping, device=None,
+                 force_graphs_off: bool = False) -> "PromptCRS":
+        """Build from CRSLab's ``opt`` (keys ``lm``, ``text_encoder``, model keys), vocab and side data."""
+        for key in ("lm", "text_encoder"):
+            if not opt.get(key):
+                raise KeyError(f"config key `{key}` is required (see config/*.yaml).")
+        config = PromptCRSConfig.from_opt(opt)
+        if force_graphs_off:
+            config = config.graphs_off()
+        lm, lm_tokenizer = load_causal_lm(opt["lm"], opt.get("lm_gguf_file"), opt.get("lm_dtype"))
+        text_encoder, text_tokenizer = load_text_encoder(opt["text_encoder"])
+        n_entity = int(vocab["n_entity"])
+        item_ids = torch.as_tensor(list(side_data["item_entity_ids"]), dtype=torch.long)
+        graphs: Dict[str, Optional[dict]] = {key: None for key in GRAPH_FILES}
+        if any(getattr(config, key) for key in GRAPH_FILES):
+            graphs = load_semantic_graphs(config, _features_dir(opt))
+        entity_encoder = build_entity_encoder(n_entity, side_data["entity_kg"], item_ids,
+                                              LMGeometry.from_config(lm.config).hidden_size, config, graphs)
+        model = cls(lm, lm_tokenizer, text_encoder, text_tokenizer, entity_encoder, item_ids, config)
+        return model.to(device) if device is not None else model
+
+    def train(self, mode: bool = True) -> "PromptCRS":
+        super().train(mode)
+        self.lm.eval()
+        self.text_encoder.eval()
+        return self
+
+    def trainable_state_dict(self) -> Dict[str, torch.Tensor]:
+        """state_dict without the frozen LM / text encoder weights (small checkpoints)."""
+        return {name: value for name, value in self.state_dict().items()
+                if not name.startswith(("lm.", "text_encoder."))}
+
+    # ------------------------------------------------------------------ shared pieces
+    def entity_table(self) -> torch.Tensor:
+        """Fused multimodal entity table [n_entity, lm hidden] (once per step)."""
+        return self.entity_encoder()
+
+    def _prompt(self, batch: Batch, entity_table: torch.Tensor, task: str):
+        with torch.no_grad():
+            token_states = self.text_encoder(input_ids=batch["prompt_input_ids"],
+                                             attention_mask=batch["prompt_attention_mask"]).last_hidden_state
+        entity_ids = batch["entity_ids"]
+        entity_embeds = F.embedding(entity_ids, entity_table)
+        entity_mask = batch["entity_mask"].bool() if "entity_mask" in batch else entity_ids != 0
+        with_contrastive = self.training and self.config.contrastive_weight > 0
+        return self.prompt_encoder(token_states, batch["prompt_attention_mask"], entity_embeds, entity_mask,
+                                   task, with_contrastive)
+
+    def _last_hidden(self, batch: Batch, prefix: PrefixKeyValues) -> torch.Tensor:
+        mask = batch["attention_mask"]
+        if not bool(mask[:, -1].all()):
+            raise ValueError("rec/pretrain batches must be LEFT padded: attention_mask[:, -1] must be 1.")
+        output = self.lm(**prefixed_lm_inputs(batch["input_ids"], mask, prefix), output_hidden_states=True)
+        return output.hidden_states[-1][:, -1]
+
+    def _add_contrastive(self, loss: Optional[torch.Tensor], contrastive: Optional[torch.Tensor]):
+        if loss is None or contrastive is None:
+            return loss
+        return loss + self.config.contrastive_weight * contrastive
+
+    # ------------------------------------------------------------------ tasks
+    def recommend(self, batch: Batch, entity_table: Optional[torch.Tensor] = None) -> RecOutput:
+        """Item scores and (if ``labels`` present) CE loss over the items."""
+        return self._score(batch, entity_table, task="rec")
+
+    def pretrain(self, batch: Batch, entity_table: Optional[torch.Tensor] = None) -> RecOutput:
+        """Prompt pre-training: CE over all entities (recall here is inflated by design)."""
+        return self._score(batch, entity_table, task="pretrain")
+
+    def _score(self, batch: Batch, entity_table: Optional[torch.Tensor], task: str) -> RecOutput:
+        table = self.entity_table() if entity_table is None else entity_table
+        prompt = self._prompt(batch, table, task)
+        hidden = self._last_hidden(batch, prompt.prefix)
+        entity_scores = hidden @ table.t()
+        item_scores = entity_scores.index_select(1, self.item_ids)
+        loss = None
+        labels = batch.get("labels")
+        if labels is not None:
+            if task == "rec":
+                targets = self.item_position[labels]
+                if bool((targets < 0).any()):
+                    raise ValueError(f"rec labels must be item entity ids; got non-items "
+                                     f"{labels[targets < 0][:5].tolist()}.")
+                loss = F.cross_entropy(item_scores, targets)
+            else:
+                loss = F.cross_entropy(entity_scores, labels)
+        return RecOutput(self._add_contrastive(loss, prompt.contrastive_loss), item_scores, entity_scores,
+                         prompt.contrastive_loss)
+
+    def converse(self, batch: Batch, entity_table: Optional[torch.Tensor] = None) -> ConvOutput:
+        """LM logits with the conversation prefix; loss on response tokens only (labels != -100)."""
+        table = self.entity_table() if entity_table is None else entity_table
+        prompt = self._prompt(batch, table, "conv")
+        mask = batch["attention_mask"]
+        logits = self.lm(**prefixed_lm_inputs(batch["input_ids"], mask, prompt.prefix)).logits
+        loss = None
+        labels = batch.get("labels")
+        if labels is not None:
+            labels = labels.masked_fill(mask == 0, -100)
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(),
+                                   labels[:, 1:].reshape(-1), ignore_index=-100)
+        return ConvOutput(self._add_contrastive(loss, prompt.contrastive_loss), logits, prompt.contrastive_loss)
+
+    @torch.no_grad()
+    def generate(self, batch: Batch, max_new_tokens: int = 50, num_beams: int = 1, do_sample: bool = False,
+                 top_p: Optional[float] = None, no_repeat_ngram_size: int = 3,
+                 entity_table: Optional[torch.Tensor] = None, generator=None) -> torch.Tensor:
+        """New tokens only [B, T] after the LEFT-padded context (ends with eos, then padding)."""
+        table = self.entity_table() if entity_table is None else entity_table
+        prefix = self._prompt(batch, table, "conv").prefix
+        return decode(self.lm, batch["input_ids"], batch["attention_mask"], prefix,
+                      eos_token_id=self.lm_tokenizer.eos_token_id, pad_token_id=self.lm_tokenizer.pad_token_id,
+                      max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=do_sample, top_p=top_p,
+                      no_repeat_ngram_size=no_repeat_ngram_size, generator=generator)
+
+
+def _features_dir(opt: Mapping) -> Path:
+    if opt.get("features_dir"):
+        return Path(opt["features_dir"])
+    if not opt.get("dataset"):
+        raise KeyError("set `features_dir` (or `dataset`, to use <data_root>/features/<dataset>).")
+    from crslab_mscrs.paths import features_dir
+
+    return features_dir(opt["dataset"])

@@ -1,0 +1,82 @@
+"""Parameter-free LightGCN propagation over a semantic graph (MSCRS, section 3.3).
+
+He et al., "LightGCN" (SIGIR 2020)::
+
+    A_hat = D^-1/2 (A + I) D^-1/2,     X_{l+1} = A_hat X_l,     out = mean(X_0, ..., X_L)
+
+Self loops (weight 1) are added before the symmetric normalisation, as the MSCRS design asks
+(PyG's ``LGConv`` does not add them: :func:`normalized_adjacency` with self loops equals
+``LGConv`` applied to the graph with explicit self loops, see tests). Edge weights (e.g.
+co-occurrence counts) enter A; the normalisation is over weighted degrees. The normalised
+adjacency is precomputed once as a sparse matrix (a non-persistent buffer: the graph comes
+from the data, not from training), so each step costs L sparse matmuls.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+def normalized_adjacency(edge_index: torch.Tensor, num_nodes: int,
+                         edge_weight: Optional[torch.Tensor] = None,
+                         add_self_loops: bool = True) -> torch.Tensor:
+    """Sparse COO ``D^-1/2 (A [+ I]) D^-1/2`` of shape [num_nodes, num_nodes].
+
+    Message flow is source -> target (row = target), as in PyG. Duplicate edges are summed.
+    """
+    edge_index = edge_index.long()
+    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
+        raise ValueError(f"edge_index has node ids outside [0, {num_nodes}).")
+    if edge_weight is None:
+        edge_weight = torch.ones(edge_index.size(1), dtype=torch.float32)
+    edge_weight = edge_weight.float()
+    if add_self_loops:
+        loops = torch.arange(num_nodes, dtype=torch.long)
+        edge_index = torch.cat([edge_index, torch.stack([loops, loops])], dim=1)
+        edge_weight = torch.cat([edge_weight, torch.ones(num_nodes)])
+    source, target = edge_index
+    degree = torch.zeros(num_nodes).index_add_(0, target, edge_weight)
+    inv_sqrt = degree.pow(-0.5)
+    inv_sqrt[torch.isinf(inv_sqrt)] = 0.0
+    values = inv_sqrt[source] * edge_weight * inv_sqrt[target]
+    return torch.sparse_coo_tensor(torch.stack([target, source]), values,
+                                   (num_nodes, num_nodes)).coalesce()
+
+
+class LightGCNPropagation(nn.Module):
+    """Mean of ``num_layers`` LightGCN propagations (layer 0 = the input) over one fixed graph.
+
+    Args:
+        edge_index: ``[2, E]`` edges in the LOCAL node space of the rows it will be applied to.
+        num_nodes: number of rows of the input.
+        edge_weight: optional ``[E]`` non-negative weights.
+        num_layers: L (paper code: 2).
+        add_self_loops: add weight-1 self loops before normalising (default True).
+    """
+
+    def __init__(self, edge_index: torch.Tensor, num_nodes: int,
+                 edge_weight: Optional[torch.Tensor] = None, num_layers: int = 2,
+                 add_self_loops: bool = True):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1 (got {num_layers}).")
+        self.num_nodes, self.num_layers = num_nodes, num_layers
+        self.num_edges = int(edge_index.size(1))
+        adjacency = normalized_adjacency(edge_index, num_nodes, edge_weight, add_self_loops)
+        self.register_buffer("adjacency", adjacency, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.size(0) != self.num_nodes:
+            raise ValueError(f"expected {self.num_nodes} rows, got {x.size(0)}.")
+        adjacency = self.adjacency.to(dtype=x.dtype)
+        layer, total = x, x
+        for _ in range(self.num_layers):
+            layer = torch.sparse.mm(adjacency, layer)
+            total = total + layer
+        return total / (self.num_layers + 1)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}(num_nodes={self.num_nodes}, edges={self.num_edges}, "
+                f"num_layers={self.num_layers})")
