@@ -1,0 +1,56 @@
+"""Offline dataset builders: raw ReDial / INSPIRED -> CRSLab ``nltk`` format, plus the sample.
+
+Public entry points::
+
+    build_redial(source_root, data_root, options) -> BuildReport
+    build_inspired(source_root, data_root, options) -> BuildReport
+    build_datasets(source_root, data_root, datasets=("redial", "inspired"), options) -> dict
+    sample_data_root(dest=None) -> Path            (crslab_mscrs.data.sample)
+
+Submodules import CRSLab lazily where they can, so ``import crslab_mscrs.data`` is cheap.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Iterable, Optional
+
+from crslab_mscrs.data.build_options import DEFAULT_SEED, BuildOptions
+
+BUILDERS = ("redial", "inspired")
+
+
+def build_redial(source_root, data_root, options: Optional[BuildOptions] = None, echo: bool = True):
+    from crslab_mscrs.data.redial import build_redial as _build
+
+    return _build(source_root, data_root, options, echo)
+
+
+def build_inspired(source_root, data_root, options: Optional[BuildOptions] = None, echo: bool = True):
+    from crslab_mscrs.data.inspired import build_inspired as _build
+
+    return _build(source_root, data_root, options, echo)
+
+
+def build_datasets(source_root, data_root, datasets: Iterable[str] = BUILDERS,
+                   options: Optional[BuildOptions] = None, echo: bool = True) -> Dict[str, "BuildReport"]:
+    """Build each named dataset (``redial``, ``inspired``); returns ``{name: BuildReport}``."""
+    reports = {}
+    for name in datasets:
+        key = name.strip().lower()
+        if key == "redial":
+            reports[key] = build_redial(source_root, data_root, options, echo)
+        elif key == "inspired":
+            reports[key] = build_inspired(source_root, data_root, options, echo)
+        else:
+            raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(BUILDERS)}")
+    return reports
+
+
+def sample_data_root(dest: Optional[Path] = None) -> Path:
+    from crslab_mscrs.data.sample import sample_data_root as _sample
+
+    return _sample(dest)
+
+
+__all__ = ["BuildOptions", "DEFAULT_SEED", "build_redial", "build_inspired", "build_datasets",
+           "sample_data_root"]

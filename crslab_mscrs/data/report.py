@@ -1,0 +1,104 @@
+"""Build reports: what a dataset build produced, saved beside the data.
+
+Every build prints and saves ``build_report.json`` and ``build_report.txt`` (a short
+table) in the dataset folder. Counted per split: conversations, utterances (one per raw
+message / turn) and recommendation instances (recommender utterances with >= 1 movie
+known to the KG). Unknown movie ids are counted with examples, never dropped silently.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class SplitCounts:
+    conversations: int = 0
+    utterances: int = 0
+    recommendation_instances: int = 0
+    movie_mentions: int = 0
+    entity_mentions: int = 0
+
+
+@dataclass
+class UnknownMovies:
+    """Movie mentions that could not be mapped to a KG entity."""
+    mentions: int = 0
+    ids: Counter = field(default_factory=Counter)
+    examples: List[dict] = field(default_factory=list)
+    max_examples: int = 10
+
+    def add(self, movie_id: str, conv_id, utt_id: int, name=None) -> None:
+        self.mentions += 1
+        self.ids[movie_id] += 1
+        if len(self.examples) < self.max_examples:
+            self.examples.append({"movie_id": movie_id, "name": name, "conv_id": conv_id, "utt_id": utt_id})
+
+    def as_dict(self) -> dict:
+        return {"mentions": self.mentions, "distinct_ids": len(self.ids),
+                "most_frequent": [[k, v] for k, v in self.ids.most_common(10)],
+                "examples": self.examples}
+
+
+@dataclass
+class BuildReport:
+    dataset: str
+    output_dir: str
+    splits: Dict[str, SplitCounts] = field(default_factory=lambda: {s: SplitCounts() for s in SPLITS})
+    items: int = 0
+    entities: int = 0
+    token_vocab_size: int = 0
+    unknown_movies: UnknownMovies = field(default_factory=UnknownMovies)
+    entity_linking: dict = field(default_factory=dict)
+    word_graph: dict = field(default_factory=dict)
+    entity_kg: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "dataset": self.dataset,
+            "output_dir": self.output_dir,
+            "splits": {name: vars(counts) for name, counts in self.splits.items()},
+            "items": self.items,
+            "entities": self.entities,
+            "token_vocab_size": self.token_vocab_size,
+            "unknown_movies": self.unknown_movies.as_dict(),
+            "entity_linking": self.entity_linking,
+            "word_graph": self.word_graph,
+            "entity_kg": self.entity_kg,
+            "settings": self.settings,
+            "notes": self.notes,
+            "elapsed_s": round(self.elapsed_s, 2),
+        }
+
+    def table(self) -> str:
+        """A short fixed-width summary."""
+        lines = [f"{self.dataset} -> {self.output_dir}",
+                 f"{'split':<6} {'convs':>7} {'utts':>8} {'rec_inst':>9} {'movies':>8} {'entities':>9}"]
+        for name, c in self.splits.items():
+            lines.append(f"{name:<6} {c.conversations:>7} {c.utterances:>8} {c.recommendation_instances:>9} "
+                         f"{c.movie_mentions:>8} {c.entity_mentions:>9}")
+        lines.append(f"items {self.items}  entities {self.entities}  tokens {self.token_vocab_size}  "
+                     f"unknown movie mentions {self.unknown_movies.mentions} "
+                     f"({len(self.unknown_movies.ids)} ids)")
+        if self.word_graph:
+            lines.append(f"word graph: {self.word_graph.get('source')} "
+                         f"{self.word_graph.get('n_words')} words, {self.word_graph.get('n_edges')} edges")
+        lines.append(f"built in {self.elapsed_s:.1f} s")
+        return "\n".join(lines)
+
+    def save(self, directory: Path, echo: bool = True) -> Path:
+        directory = Path(directory)
+        path = directory / "build_report.json"
+        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+        (directory / "build_report.txt").write_text(self.table() + "\n", encoding="utf-8")
+        if echo:
+            print(self.table())
+        return path
