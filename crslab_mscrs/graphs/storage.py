@@ -1,0 +1,154 @@
+"""Saving and loading graphs and item features, with a manifest that detects stale files.
+
+Files (in ``<data_root>/features/<dataset>/``, see :func:`crslab_mscrs.paths.features_dir`):
+
+- graphs ``{cooccurrence,text_knn,image_knn}_graph.pt``: ``{"edge_index": LongTensor[2, E],
+  "edge_weight": FloatTensor[E], "num_nodes": int}`` in the ENTITY id space
+  (``num_nodes = n_entity``), loadable with ``torch.load(path, weights_only=True)``;
+- ``text_features.pt``: ``{"item_ids": LongTensor[N], "features": FloatTensor[N, d]}``;
+- ``image_features.pt``: the same plus ``"missing_mask": BoolTensor[N]``;
+- ``manifest.json``: one entry per file name with ``sha256`` of the file, ``kind``,
+  ``parameters``, ``encoder``, ``counts`` and ``inputs`` (sha256 of every input the file
+  was computed from, see :mod:`crslab_mscrs.features.hashing`).
+
+``load_graph(path, expected_inputs=...)`` / ``load_features`` recompute the input hashes
+and raise :class:`StaleArtifactError` naming what changed (or only warn with
+``on_stale="warn"``); they also refuse a file whose bytes no longer match the manifest.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+from typing import Mapping, Optional
+
+import torch
+from loguru import logger
+
+from crslab_mscrs.features.hashing import compare_hashes, hash_inputs, sha256_file
+from crslab_mscrs.graphs.cooccurrence import Graph
+
+MANIFEST_NAME = "manifest.json"
+
+
+class StaleArtifactError(RuntimeError):
+    """A saved graph/feature file does not match its manifest or its current inputs."""
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def read_manifest(folder) -> dict:
+    """The folder's manifest (``{}`` when absent)."""
+    path = Path(folder) / MANIFEST_NAME
+    if not path.is_file():
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def update_manifest(folder, file_name: str, entry: dict) -> None:
+    """Set ``manifest[file_name] = entry`` (atomic rewrite of manifest.json)."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    manifest[file_name] = entry
+    tmp = folder / (MANIFEST_NAME + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=2, sort_keys=True, ensure_ascii=False)
+    os.replace(tmp, folder / MANIFEST_NAME)
+
+
+def _entry(path: Path, kind: str, inputs: Optional[Mapping], parameters: Optional[dict], encoder: Optional[dict],
+           counts: Optional[dict]) -> dict:
+    return {"file": path.name, "kind": kind, "sha256": sha256_file(path),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "inputs": hash_inputs(inputs or {}), "parameters": parameters or {}, "encoder": encoder or {},
+            "counts": counts or {}}
+
+
+def check_artifact(path, expected_inputs: Optional[Mapping] = None, on_stale: str = "raise") -> dict:
+    """Validate ``path`` against its manifest entry; return the entry.
+
+    Problems: no manifest entry, file bytes changed since it was saved, or any input in
+    ``expected_inputs`` (name -> path or object) hashing differently from when it was built.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found")
+    entry = read_manifest(path.parent).get(path.name)
+    problems = []
+    if entry is None:
+        problems.append(f"no entry for {path.name} in {path.parent / MANIFEST_NAME}")
+    else:
+        if entry.get("sha256") != sha256_file(path):
+            problems.append(f"{path.name} was modified after its manifest entry was written")
+        if expected_inputs:
+            problems += compare_hashes(entry.get("inputs", {}), hash_inputs(expected_inputs))
+    if problems:
+        message = f"stale or unverifiable artefact {path}: " + "; ".join(problems) + \
+                  " -- rebuild it (data_prep/features.py)"
+        if on_stale == "raise":
+            raise StaleArtifactError(message)
+        logger.warning(message)
+    return entry or {}
+
+
+# --------------------------------------------------------------------------- graphs
+
+def save_graph(graph: Graph, path, inputs: Optional[Mapping] = None, parameters: Optional[dict] = None,
+               encoder: Optional[dict] = None) -> dict:
+    """Save ``graph`` and record its manifest entry (returned)."""
+    path = Path(path)
+    _atomic_torch_save({"edge_index": graph.edge_index.long().contiguous(),
+                        "edge_weight": graph.edge_weight.float().contiguous(),
+                        "num_nodes": int(graph.num_nodes)}, path)
+    counts = {"num_nodes": int(graph.num_nodes), "num_edges": graph.num_edges, **graph.stats}
+    entry = _entry(path, "graph", inputs, parameters, encoder, counts)
+    update_manifest(path.parent, path.name, entry)
+    return entry
+
+
+def load_graph(path, expected_inputs: Optional[Mapping] = None, on_stale: str = "raise") -> Graph:
+    """Load a graph saved by :func:`save_graph`, checking its manifest first."""
+    entry = check_artifact(path, expected_inputs, on_stale)
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("edge_index", "edge_weight", "num_nodes"):
+        if key not in data:
+            raise ValueError(f"{path}: missing key {key!r}")
+    return Graph(data["edge_index"], data["edge_weight"], int(data["num_nodes"]), entry.get("counts", {}))
+
+
+# --------------------------------------------------------------------------- features
+
+def save_features(path, item_ids, features: torch.Tensor, missing_mask: Optional[torch.Tensor] = None,
+                  inputs: Optional[Mapping] = None, parameters: Optional[dict] = None,
+                  encoder: Optional[dict] = None, counts: Optional[dict] = None) -> dict:
+    """Save ``{item_ids, features[, missing_mask]}`` and its manifest entry."""
+    path = Path(path)
+    item_ids = torch.as_tensor(list(item_ids), dtype=torch.long)
+    if features.shape[0] != len(item_ids):
+        raise ValueError(f"{len(item_ids)} item ids but {features.shape[0]} feature rows")
+    payload = {"item_ids": item_ids, "features": features.float().contiguous()}
+    if missing_mask is not None:
+        payload["missing_mask"] = missing_mask.bool().contiguous()
+    _atomic_torch_save(payload, path)
+    counts = {"items": len(item_ids), "dim": int(features.shape[1]) if features.dim() == 2 else 0,
+              **({"missing": int(missing_mask.sum())} if missing_mask is not None else {}), **(counts or {})}
+    entry = _entry(path, "features", inputs, parameters, encoder, counts)
+    update_manifest(path.parent, path.name, entry)
+    return entry
+
+
+def load_features(path, expected_inputs: Optional[Mapping] = None, on_stale: str = "raise") -> dict:
+    """Load a features file (dict of tensors) after checking its manifest."""
+    check_artifact(path, expected_inputs, on_stale)
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("item_ids", "features"):
+        if key not in data:
+            raise ValueError(f"{path}: missing key {key!r}")
+    return data
