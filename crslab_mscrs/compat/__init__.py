@@ -1,5 +1,50 @@
-"""Compatibility layer for CRSLab 0.1.2 on a modern stack (filled in by the compat work)."""
+"""Compatibility layer: CRSLab 0.1.2 (the PyPI wheel) on Python 3.11 / torch 2.x / transformers 5.
+
+Nothing in site-packages is edited; :func:`apply` patches at import time, in this order
+(each step needs the previous ones to import CRSLab at all):
+
+1. :mod:`.optional_imports`   stand-ins for fasttext, fuzzywuzzy (on rapidfuzz), pkuseg
+2. :mod:`.transformers_api`   ``transformers.AdamW`` (removed in transformers 5)
+3. :mod:`.metrics`            numpy scalars accepted by CRSLab metrics
+4. :mod:`.positional`         position codes without an in-place op on a leaf parameter
+5. :mod:`.kbrd_user_embedding` KBRD's user embedding really uses the context entities
+6. :mod:`.inspired_cache`     INSPIRED's GPT-2 loop on ``DynamicCache``
+7. :mod:`.lr_scheduler`       ``ReduceLROnPlateau`` without ``verbose``
+8. :mod:`.evaluators`         fixed ``standard`` / ``conv`` evaluators (word-level Dist-n etc.)
+
+Each module's docstring names the CRSLab file:line it fixes. :func:`apply` is idempotent:
+every patch checks a marker before installing itself. It imports only what CRSLab
+imports anyway (``crslab.evaluator``, ``crslab.model``, ``crslab.system``).
+"""
+from __future__ import annotations
+
+import importlib
+
+PATCH_MODULES = (
+    "optional_imports",
+    "transformers_api",
+    "metrics",
+    "positional",
+    "kbrd_user_embedding",
+    "inspired_cache",
+    "lr_scheduler",
+    "evaluators",
+)
+
+_applied = False
 
 
 def apply() -> None:
-    """Apply every patch, idempotently."""
+    """Apply every patch, idempotently (a second call is a no-op; each patch also self-checks)."""
+    global _applied
+    if _applied:
+        return
+    for name in PATCH_MODULES:
+        # imported lazily: later modules import crslab code that needs the earlier patches
+        importlib.import_module(f"{__name__}.{name}").install()
+    _applied = True
+
+
+def applied() -> bool:
+    """Whether :func:`apply` has completed in this process."""
+    return _applied

@@ -1,0 +1,1 @@
+"""Evaluation library: generation metrics, ranking metrics and evaluation protocols."""
