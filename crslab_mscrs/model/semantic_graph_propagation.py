@@ -41,8 +41,9 @@ def normalized_adjacency(edge_index: torch.Tensor, num_nodes: int,
     inv_sqrt = degree.pow(-0.5)
     inv_sqrt[torch.isinf(inv_sqrt)] = 0.0
     values = inv_sqrt[source] * edge_weight * inv_sqrt[target]
-    return torch.sparse_coo_tensor(torch.stack([target, source]), values,
-                                   (num_nodes, num_nodes)).coalesce()
+    # Indices were range-checked above: opt in to the invariant check explicitly (cheap, once).
+    return torch.sparse_coo_tensor(torch.stack([target, source]), values, (num_nodes, num_nodes),
+                                   check_invariants=True).coalesce()
 
 
 class LightGCNPropagation(nn.Module):

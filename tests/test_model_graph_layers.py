@@ -1,0 +1,124 @@
+"""R-GCN KG encoder, LightGCN propagation, graph files and the multimodal entity encoder."""
+import pytest
+import torch
+from torch_geometric.nn import LGConv
+
+from crslab_mscrs.model.entity_encoder import MultimodalEntityEncoder
+from crslab_mscrs.model.graph_files import read_graph_file, to_item_space
+from crslab_mscrs.model.rgcn_kg_encoder import RGCNKGEncoder, kg_edges_to_tensors
+from crslab_mscrs.model.semantic_graph_propagation import LightGCNPropagation, normalized_adjacency
+from crslab_mscrs.model.tiny import (TINY_ITEM_IDS, TINY_N_ENTITY, TINY_RELATIONS, tiny_graphs,
+                                     tiny_side_data, write_tiny_graph_files)
+
+
+def _kg_encoder(dim=8, num_bases=2):
+    edge_index, edge_type, num_relations = kg_edges_to_tensors(tiny_side_data()["entity_kg"]["edge"], TINY_N_ENTITY)
+    return RGCNKGEncoder(TINY_N_ENTITY, dim, edge_index, edge_type, num_relations, num_bases)
+
+
+def test_relation_ids_are_remapped_to_0_R_minus_1_and_all_used():
+    """Bug 3: raw ids (3, 7, 12) become 0..2 with num_relations = 3, and every relation learns."""
+    _, edge_type, num_relations = kg_edges_to_tensors(tiny_side_data()["entity_kg"]["edge"], TINY_N_ENTITY)
+    assert num_relations == len(TINY_RELATIONS)
+    assert sorted(edge_type.unique().tolist()) == [0, 1, 2]
+    torch.manual_seed(0)
+    encoder = _kg_encoder()
+    assert encoder.conv.num_relations == 3
+    encoder().pow(2).sum().backward()
+    per_relation_grad = encoder.conv.comp.grad.abs().sum(1)  # [R]: coefficients of each relation
+    assert (per_relation_grad > 0).all(), per_relation_grad
+
+
+def test_relation_one_based_ids_keep_last_relation():
+    edges = [(1, 2, 1), (2, 3, 2), (3, 1, 3)]  # authors' 1-based ids: the last one used to be dropped
+    _, edge_type, num_relations = kg_edges_to_tensors(edges, 4)
+    assert num_relations == 3 and edge_type.tolist() == [0, 1, 2]
+
+
+def test_rgcn_uses_learned_table_not_one_hot_and_has_residual():
+    """Bug 9: the input is a learned [n_entity, d] table (no identity matrix over all entities)."""
+    torch.manual_seed(0)
+    encoder = _kg_encoder(dim=8)
+    assert tuple(encoder.entity_embedding.shape) == (TINY_N_ENTITY, 8)
+    assert encoder.conv.in_channels == 8
+    expected = encoder.conv(encoder.entity_embedding, encoder.edge_index, encoder.edge_type) + encoder.entity_embedding
+    assert torch.allclose(encoder(), expected)
+    assert not any("edge" in name for name in encoder.state_dict())  # graph is data, not a parameter
+
+
+def test_kg_edges_errors():
+    with pytest.raises(ValueError, match="empty"):
+        kg_edges_to_tensors([], 5)
+    with pytest.raises(ValueError, match="out of range"):
+        kg_edges_to_tensors([(1, 9, 0)], 5)
+
+
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lightgcn_matches_pyg_lgconv_with_explicit_self_loops(num_layers, weighted):
+    torch.manual_seed(0)
+    num_nodes = 6
+    edge_index = torch.tensor([[0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 3]])
+    weight = torch.rand(edge_index.size(1)) + 0.5 if weighted else None
+    x = torch.randn(num_nodes, 5)
+    ours = LightGCNPropagation(edge_index, num_nodes, weight, num_layers)(x)
+    loops = torch.arange(num_nodes)
+    looped = torch.cat([edge_index, torch.stack([loops, loops])], dim=1)
+    looped_weight = None if weight is None else torch.cat([weight, torch.ones(num_nodes)])
+    conv, layer, layers = LGConv(normalize=True), x, [x]
+    for _ in range(num_layers):
+        layer = conv(layer, looped, looped_weight)
+        layers.append(layer)
+    assert torch.allclose(ours, torch.stack(layers).mean(0), atol=1e-6)
+
+
+def test_lightgcn_isolated_node_keeps_its_embedding_and_rejects_bad_ids():
+    x = torch.randn(3, 4)
+    out = LightGCNPropagation(torch.tensor([[0], [1]]), 3, num_layers=2)(x)
+    assert torch.allclose(out[2], x[2])  # only its self loop
+    with pytest.raises(ValueError, match="outside"):
+        normalized_adjacency(torch.tensor([[0], [5]]), 3)
+
+
+def test_graph_file_roundtrip_item_space_and_errors(tmp_path):
+    folder = write_tiny_graph_files(tmp_path)
+    graph = read_graph_file(folder / "text_knn_graph.pt", "use_text_graph")
+    assert torch.equal(graph["edge_index"], tiny_graphs()["use_text_graph"]["edge_index"])
+    local = to_item_space(graph, torch.tensor(TINY_ITEM_IDS))
+    assert local["num_nodes"] == 5 and int(local["edge_index"].max()) < 5
+    assert local["edge_index"][:, 0].tolist() == [0, 1]  # entity 1 -> position 0, entity 2 -> 1
+    with pytest.raises(ValueError, match="non-item"):
+        to_item_space(tiny_graphs()["use_cooccurrence_graph"], torch.tensor(TINY_ITEM_IDS))
+    with pytest.raises(FileNotFoundError, match="use_image_graph"):
+        read_graph_file(tmp_path / "nope" / "image_knn_graph.pt", "use_image_graph")
+
+
+def _entity_encoder(use):
+    torch.manual_seed(0)
+    graphs, items = tiny_graphs(), torch.tensor(TINY_ITEM_IDS)
+    cooc = graphs["use_cooccurrence_graph"]
+    text, image = (to_item_space(graphs[key], items) for key in ("use_text_graph", "use_image_graph"))
+    return MultimodalEntityEncoder(
+        _kg_encoder(), items, output_dim=16,
+        cooccurrence=LightGCNPropagation(cooc["edge_index"], TINY_N_ENTITY, cooc["edge_weight"]) if "c" in use else None,
+        text=LightGCNPropagation(text["edge_index"], 5) if "t" in use else None,
+        image=LightGCNPropagation(image["edge_index"], 5) if "v" in use else None,
+        lambda_text=0.5, lambda_image=2.0)
+
+
+def test_fusion_formula_and_graph_switches():
+    full = _entity_encoder("ctv")
+    e0 = full.kg_encoder()
+    items = full.item_ids
+    expected = e0 + full.cooccurrence(e0)
+    expected[items] += 0.5 * full.text(e0[items]) + 2.0 * full.image(e0[items])
+    assert torch.allclose(full.fused_embeddings(), expected, atol=1e-6)
+    table = full()
+    assert table.shape == (TINY_N_ENTITY, 16)
+    non_items = torch.tensor([i for i in range(TINY_N_ENTITY) if i not in TINY_ITEM_IDS])
+    for off in ("c", "t", "v"):
+        other = _entity_encoder("ctv".replace(off, ""))()
+        assert not torch.allclose(other[items], table[items]), f"switching off {off} changed nothing"
+        if off in "tv":  # item graphs touch only item rows
+            assert torch.allclose(other[non_items], table[non_items])
+    assert _entity_encoder("").uses_graphs == {"cooccurrence": False, "text": False, "image": False}
