@@ -1,0 +1,291 @@
+"""CRSLab dataloader for MSCRS / UniCRS: processed CRSLab samples -> prompt-learning batches.
+
+Input: the samples of CRSLab's ReDial / INSPIRED datasets (one per turn after the first):
+``context_tokens`` (word-id lists), ``response``, ``context_entities``, ``context_items``,
+``items``, ``role`` and, from :mod:`crslab_mscrs.integration.conversation_tags`,
+``conv_id`` / ``turn_index`` (derived when absent: ``turn_index = len(context_tokens)``).
+
+Tasks (batch keys: see the shared model contract, ``crslab_mscrs/model/CONTRACT.md``):
+
+- ``pretrain``: EVERY turn; input = context + response (so its recall is inflated by
+  design); one row per target = items of the response + entities first mentioned in it
+  (read off the next sample of the same conversation; the last turn only has its items).
+- ``rec``: recommender turns with items; one row per target item (CRSLab style, duplicate
+  mentions kept). ``rec_eval``: one row per such turn with all its labels (test rankings
+  are per turn).
+- ``conv``: recommender turns; response movie names -> ``<movie>`` (see
+  :mod:`~crslab_mscrs.mscrs_system.movie_mentions`); labels only on response tokens.
+- ``generation``: recommender turns; context ending with the reply prompt, left padded.
+
+Tokenizers are the model's (``attach_tokenizers``, done by the system); without them the
+loader loads them itself from the ``lm`` / ``text_encoder`` specs.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from math import ceil
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+from crslab.data.dataloader.base import BaseDataLoader
+from loguru import logger
+from tqdm import tqdm
+
+from crslab_mscrs.mscrs_system.collate import pad_entities, pad_ids, pad_labels, stack_labels
+from crslab_mscrs.mscrs_system.encoding import IGNORE_INDEX, DialogueEncoder, EncodingLimits
+from crslab_mscrs.mscrs_system.movie_mentions import DEFAULT_PLACEHOLDER, MaskStats, mask_movie_mentions
+from crslab_mscrs.mscrs_system.text import (Detokenizer, context_roles, detokenize_words,
+                                            entity_surface_name, is_recommender, turn_text)
+
+
+@dataclass
+class Turn:
+    """One CRSLab sample, as text."""
+
+    index: int
+    conv_id: Optional[str]
+    turn_index: int
+    is_system: bool
+    context: List[str]             # speaker-prefixed context turns
+    response: str                  # response text (movie names kept)
+    response_masked: str           # response text with movie names -> placeholder
+    context_entities: List[int]
+    items: List[int]
+    response_entities: List[int] = field(default_factory=list)
+
+    @property
+    def response_turn(self) -> str:
+        return turn_text(self.response, self.is_system)
+
+
+class MSCRSDataLoader(BaseDataLoader):
+    """Batches for prompt pre-training, recommendation, conversation and generation."""
+
+    def __init__(self, opt, dataset, vocab, lm_tokenizer=None, text_tokenizer=None):
+        super().__init__(opt, dataset)
+        self.vocab = vocab
+        self.limits = EncodingLimits.from_opt(opt)
+        self.placeholder = opt.get("movie_placeholder", DEFAULT_PLACEHOLDER)
+        self.pad_entity = int(vocab.get("pad_entity", 0))
+        self.id2entity = {int(k): v for k, v in vocab.get("id2entity", {}).items()}
+        self.detokenizer = Detokenizer(vocab["ind2tok"])
+        self.mask_stats = MaskStats()
+        self._encoder: Optional[DialogueEncoder] = None
+        self._turns: Optional[List[Turn]] = None
+        self._features: Dict[Tuple[str, int], dict] = {}
+        self.item_ids: Optional[set] = None
+        if lm_tokenizer is not None and text_tokenizer is not None:
+            self.attach_tokenizers(lm_tokenizer, text_tokenizer)
+
+    # -- tokenizers ----------------------------------------------------------------------
+    def attach_tokenizers(self, lm_tokenizer, text_tokenizer) -> None:
+        """Use the model's tokenizers (drops cached encodings made with other ones)."""
+        self._encoder = DialogueEncoder(lm_tokenizer, text_tokenizer, self.limits)
+        self._features.clear()
+
+    def set_item_ids(self, item_ids) -> None:
+        """The recommendable items: training rows whose target is not an item are dropped
+        (and counted); evaluation keeps every label, so such labels count as misses."""
+        self.item_ids = set(int(i) for i in item_ids)
+
+    @property
+    def encoder(self) -> DialogueEncoder:
+        if self._encoder is None:
+            from crslab_mscrs.model.loading import load_causal_lm, load_text_encoder
+
+            for key in ("lm", "text_encoder"):
+                if not self.opt.get(key):
+                    raise KeyError(f"config key '{key}' is required by the MSCRS dataloader")
+            logger.info("[MSCRS dataloader: loading tokenizers of {} and {}]",
+                        self.opt["lm"], self.opt["text_encoder"])
+            _, lm_tok = load_causal_lm(self.opt["lm"], gguf_file=self.opt.get("lm_gguf_file"))
+            _, text_tok = load_text_encoder(self.opt["text_encoder"])
+            self.attach_tokenizers(lm_tok, text_tok)
+        return self._encoder
+
+    # -- samples as text -----------------------------------------------------------------
+    def item_name(self, entity_id: int) -> str:
+        uri = self.id2entity.get(int(entity_id))
+        return entity_surface_name(uri) if uri else str(entity_id)
+
+    @property
+    def turns(self) -> List[Turn]:
+        """All samples as :class:`Turn` (built once)."""
+        if self._turns is None:
+            self._turns = [self._make_turn(i, s) for i, s in
+                           enumerate(tqdm(self.dataset, desc="MSCRS: samples to text", leave=False))]
+            self._link_response_entities()
+            if self.mask_stats.missing:
+                logger.info("[MSCRS: movie mentions masked: {}]", self.mask_stats.as_dict())
+        return self._turns
+
+    def _make_turn(self, index: int, sample: dict) -> Turn:
+        is_system = is_recommender(sample.get("role", ""))
+        context_ids = sample.get("context_tokens", [])
+        roles = context_roles(len(context_ids), is_system)
+        context = [turn_text(self.detokenizer.text(ids), role) for ids, role in zip(context_ids, roles)]
+        words = self.detokenizer.words(sample.get("response", []))
+        items = [int(i) for i in sample.get("items", [])]
+        masked = mask_movie_mentions(words, [self.item_name(i) for i in items], self.placeholder,
+                                     stats=self.mask_stats) if items else words
+        turn_index = sample.get("turn_index")
+        conv_id = sample.get("conv_id")
+        return Turn(index=index, conv_id=None if conv_id is None else str(conv_id),
+                    turn_index=int(turn_index if turn_index is not None else len(context_ids)),
+                    is_system=is_system, context=context, response=detokenize_words(words),
+                    response_masked=detokenize_words(masked),
+                    context_entities=[int(e) for e in sample.get("context_entities", [])], items=items)
+
+    def _link_response_entities(self) -> None:
+        """Entities first mentioned in a response = what the next sample of the same
+        conversation adds to ``context_entities`` (CRSLab appends them in order)."""
+        for turn, nxt in zip(self._turns, self._turns[1:]):
+            same_conv = (turn.conv_id == nxt.conv_id and nxt.turn_index == turn.turn_index + 1)
+            prefix = nxt.context_entities[:len(turn.context_entities)] == turn.context_entities
+            if same_conv and prefix and len(nxt.context) == len(turn.context) + 1:
+                turn.response_entities = nxt.context_entities[len(turn.context_entities):]
+
+    # -- row selections --------------------------------------------------------------------
+    def pretrain_rows(self) -> List[Tuple[int, int]]:
+        rows = []
+        for turn in self.turns:
+            for target in dict.fromkeys(turn.items + turn.response_entities):
+                if target != self.pad_entity:
+                    rows.append((turn.index, target))
+        return rows
+
+    def rec_rows(self) -> List[Tuple[int, int]]:
+        rows = [(t.index, item) for t in self.turns if t.is_system for item in t.items]
+        if self.item_ids is not None:
+            kept = [row for row in rows if row[1] in self.item_ids]
+            if len(kept) < len(rows):
+                logger.warning(f"[rec: {len(rows) - len(kept)} of {len(rows)} training targets are not "
+                               "in the item set and were dropped]")
+            rows = kept
+        return rows
+
+    def rec_eval_turns(self) -> List[int]:
+        return [t.index for t in self.turns if t.is_system and t.items]
+
+    def conv_turns(self) -> List[int]:
+        return [t.index for t in self.turns if t.is_system]
+
+    # -- per-sample features (cached) ------------------------------------------------------
+    def _feature(self, task: str, index: int) -> dict:
+        key = (task, index)
+        cached = self._features.get(key)
+        if cached is not None:
+            return cached
+        turn, enc = self.turns[index], self.encoder
+        if task == "pretrain":
+            full = turn.context + [turn.response_turn]
+            feature = {"lm": enc.lm_context(full, with_reply_prompt=False), "prompt": enc.prompt(full)}
+        elif task == "context":
+            feature = {"lm": enc.lm_context(turn.context, with_reply_prompt=True),
+                       "prompt": enc.prompt(turn.context)}
+        elif task == "conv":
+            ids, labels = enc.conv_example(turn.context, turn.response_masked)
+            feature = {"lm": ids, "labels": labels, "prompt": enc.prompt(turn.context)}
+        else:
+            raise ValueError(f"unknown task {task!r}")
+        feature["entities"] = enc.entities(turn.context_entities)
+        self._features[key] = feature
+        return feature
+
+    def _common(self, features: Sequence[dict], left: bool) -> dict:
+        enc = self.encoder
+        input_ids, attention_mask = pad_ids([f["lm"] for f in features], enc.lm_pad_id, left=left)
+        prompt_ids, prompt_mask = pad_ids([f["prompt"] for f in features], enc.text_pad_id, left=False)
+        entity_ids, entity_mask = pad_entities([f["entities"] for f in features], self.pad_entity)
+        return {"input_ids": input_ids, "attention_mask": attention_mask,
+                "prompt_input_ids": prompt_ids, "prompt_attention_mask": prompt_mask,
+                "entity_ids": entity_ids, "entity_mask": entity_mask}
+
+    def _meta(self, indices: Sequence[int]) -> dict:
+        turns = [self.turns[i] for i in indices]
+        return {"conv_ids": [t.conv_id for t in turns], "turn_indices": [t.turn_index for t in turns],
+                "items": [list(t.items) for t in turns], "references": [t.response for t in turns],
+                "references_masked": [t.response_masked for t in turns],
+                "context_entities": [list(t.context_entities) for t in turns]}
+
+    # -- batch functions -------------------------------------------------------------------
+    def pretrain_batchify(self, rows: Sequence[Tuple[int, int]]) -> dict:
+        batch = self._common([self._feature("pretrain", i) for i, _ in rows], left=True)
+        batch["labels"] = stack_labels([target for _, target in rows])
+        return batch
+
+    def rec_batchify(self, rows: Sequence[Tuple[int, int]]) -> dict:
+        batch = self._common([self._feature("context", i) for i, _ in rows], left=True)
+        batch["labels"] = stack_labels([item for _, item in rows])
+        return batch
+
+    def rec_eval_batchify(self, indices: Sequence[int]) -> dict:
+        batch = self._common([self._feature("context", i) for i in indices], left=True)
+        batch["meta"] = self._meta(indices)
+        return batch
+
+    def conv_batchify(self, indices: Sequence[int]) -> dict:
+        features = [self._feature("conv", i) for i in indices]
+        batch = self._common(features, left=False)
+        batch["labels"] = pad_labels([f["labels"] for f in features], batch["input_ids"].shape[1], IGNORE_INDEX)
+        return batch
+
+    def generation_batchify(self, indices: Sequence[int]) -> dict:
+        batch = self._common([self._feature("context", i) for i in indices], left=True)
+        batch["meta"] = self._meta(indices)
+        return batch
+
+    def live_batch(self, context: Sequence[str], context_entities: Sequence[int]) -> dict:
+        """Generation/rec batch of one live dialogue (``interact``): speaker-prefixed turns."""
+        enc = self.encoder
+        feature = {"lm": enc.lm_context(context, with_reply_prompt=True), "prompt": enc.prompt(context),
+                   "entities": enc.entities(context_entities)}
+        return self._common([feature], left=True)
+
+    # -- CRSLab's process_fn hooks (so BaseDataLoader.get_*_data work too) -----------------
+    def rec_process_fn(self):
+        return self.rec_rows()
+
+    def conv_process_fn(self, *args, **kwargs):
+        return self.conv_turns()
+
+    def policy_batchify(self, *args, **kwargs):
+        raise NotImplementedError("MSCRS has no policy task")
+
+    # -- iteration -------------------------------------------------------------------------
+    def _batches(self, rows: list, batch_fn: Callable, batch_size: int, shuffle: bool,
+                 desc: str) -> Iterator[dict]:
+        """Like ``BaseDataLoader.get_data`` (``scale``, Python ``random`` shuffling) with a
+        labelled progress bar."""
+        rows = rows[:ceil(len(rows) * self.scale)]
+        order = list(range(len(rows)))
+        if shuffle:
+            random.shuffle(order)
+        n_batches = ceil(len(rows) / batch_size)
+        for b in tqdm(range(n_batches), desc=desc, leave=False):
+            yield batch_fn([rows[i] for i in order[b * batch_size:(b + 1) * batch_size]])
+
+    def num_batches(self, task: str, batch_size: int) -> int:
+        rows = {"pretrain": self.pretrain_rows, "rec": self.rec_rows, "rec_eval": self.rec_eval_turns,
+                "conv": self.conv_turns, "generation": self.conv_turns}[task]()
+        return ceil(ceil(len(rows) * self.scale) / batch_size)
+
+    def get_pretrain_data(self, batch_size, shuffle=True):
+        return self._batches(self.pretrain_rows(), self.pretrain_batchify, batch_size, shuffle, "pretrain")
+
+    def get_rec_data(self, batch_size, shuffle=True):
+        return self._batches(self.rec_rows(), self.rec_batchify, batch_size, shuffle, "rec")
+
+    def get_rec_eval_data(self, batch_size):
+        return self._batches(self.rec_eval_turns(), self.rec_eval_batchify, batch_size, False, "rec eval")
+
+    def get_conv_data(self, batch_size, shuffle=True):
+        return self._batches(self.conv_turns(), self.conv_batchify, batch_size, shuffle, "conv")
+
+    def get_generation_data(self, batch_size):
+        return self._batches(self.conv_turns(), self.generation_batchify, batch_size, False, "generate")
+
+    def get_pretrain_eval_data(self, batch_size):
+        """Pre-training rows in order, for the (inflated) validation recall of stage 1."""
+        return self._batches(self.pretrain_rows(), self.pretrain_batchify, batch_size, False, "pretrain eval")

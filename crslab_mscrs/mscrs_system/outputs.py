@@ -1,0 +1,81 @@
+"""Test outputs of a run: ``rankings.jsonl`` (per recommendation turn) and ``metrics.json``.
+
+``rankings.jsonl`` follows the schema of :mod:`crslab_mscrs.evaluation.rankings` (one line
+per test recommendation turn: ``conv_id``, ``turn_index``, ``ranked_items`` = top item
+entity ids, best first) and is written with its writer, which validates every line.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from loguru import logger
+
+TurnKey = Tuple[str, int]
+
+
+def write_rankings_file(path, rankings: Dict[TurnKey, List[int]], depth: int) -> int:
+    """Write ``{(conv_id, turn_index): ranked entity ids}`` as ``rankings.jsonl``."""
+    from crslab_mscrs.evaluation.rankings import RankingRecord, write_rankings
+
+    records = [RankingRecord(conv_id, int(turn_index), tuple(int(i) for i in items[:depth]))
+               for (conv_id, turn_index), items in sorted(rankings.items())]
+    count = write_rankings(path, records, min_length=depth)
+    logger.info(f"[Wrote {count} test rankings to {path}]")
+    return count
+
+
+def write_metrics_file(path, metrics: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    logger.info(f"[Wrote metrics to {path}]")
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return value.item()
+    return value
+
+
+def generation_metrics(hypotheses: Sequence[str], references: Sequence[str],
+                       recommended: Sequence[bool], nll_sum: Optional[float],
+                       n_tokens: Optional[int]) -> dict:
+    """Generation metrics of the test replies via :mod:`crslab_mscrs.evaluation.generation`.
+
+    Returns ``{"available": False, "error": ...}`` when that module is missing or fails:
+    metrics are reported absent, never made up.
+    """
+    try:
+        from crslab_mscrs.evaluation import generation as gen
+    except ImportError as err:
+        return {"available": False, "error": f"crslab_mscrs.evaluation.generation: {err}"}
+    try:
+        return {"available": True, **_call_generation_module(gen, hypotheses, references, recommended,
+                                                             nll_sum, n_tokens)}
+    except Exception as err:  # a metric bug must not lose the run's other results
+        logger.exception("generation metrics failed")
+        return {"available": False, "error": repr(err)}
+
+
+def _call_generation_module(gen, hypotheses, references, recommended, nll_sum, n_tokens) -> dict:
+    """Corpus metrics on lower-cased word tokens of the FILLED replies vs the references;
+    ``item_ratio`` = share of generated replies with at least one ``<movie>`` slot
+    (the slots are filled with item names before the other metrics are computed)."""
+    hyp_tokens = [gen.tokenize(h, lowercase=True) for h in hypotheses]
+    ref_tokens = [[gen.tokenize(r, lowercase=True)] for r in references]
+    out = dict(gen.corpus_generation_metrics(hyp_tokens, ref_tokens))
+    out["item_ratio"] = sum(bool(r) for r in recommended) / max(len(recommended), 1)
+    out["n_replies"] = len(hypotheses)
+    out["embedding_metrics"] = "n/a (no word vectors)" if out.get("greedy") is None else "fastText"
+    if nll_sum is not None and n_tokens:
+        out["ppl"] = gen.perplexity(nll_sum, n_tokens)
+    return out

@@ -1,0 +1,108 @@
+"""Turning CRSLab's tokenised samples back into the plain text the LM and text encoder read.
+
+CRSLab's ``nltk`` datasets store every turn as ids of a word vocabulary (``vocab['ind2tok']``).
+MSCRS/UniCRS feed pretrained sub-word models, so we detokenise to text first and let the
+model's own tokenizers re-tokenise it (:mod:`crslab_mscrs.mscrs_system.encoding`).
+
+Text format (shared contract): each turn is prefixed ``"User: "`` (seeker) or
+``"System: "`` (recommender); turns are joined by the LM's eos token; the reply prompt is
+``"System:"`` and the response follows it after one space.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Dict, Iterable, List, Sequence
+from urllib.parse import unquote
+
+from nltk.tokenize.treebank import TreebankWordDetokenizer
+
+USER_PREFIX = "User: "
+SYSTEM_PREFIX = "System: "
+REPLY_PROMPT = "System:"
+"""The reply prompt that ends every rec / generation input (no trailing space: the
+response starts with its own leading space, which keeps byte-level BPE tokens natural)."""
+
+CRSLAB_SPECIAL_TOKENS = frozenset({"__pad__", "__start__", "__end__", "__unk__"})
+"""Word-vocabulary specials of CRSLab's nltk datasets; dropped when detokenising
+(``__unk__`` words are unknown to the train vocabulary, so their text is lost anyway)."""
+
+_DETOKENIZER = TreebankWordDetokenizer()
+_DBPEDIA_PREFIX = "http://dbpedia.org/resource/"
+_PARENTHETICAL = re.compile(r"\s*\(([^()]*)\)\s*$")
+_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
+
+
+def is_recommender(role: str) -> bool:
+    """True for CRSLab's ``Recommender`` role (also ``RECOMMENDER`` / ``System``)."""
+    role = str(role).lower()
+    return role.startswith("recommender") or role == "system"
+
+
+def context_roles(n_turns: int, response_is_system: bool) -> List[bool]:
+    """Roles (True = system) of the ``n_turns`` context turns before a response.
+
+    CRSLab merges consecutive messages of one sender, so merged turns alternate: the turn
+    just before the response has the other role, the one before it the same role, etc.
+    """
+    return [response_is_system if (n_turns - 1 - i) % 2 else not response_is_system
+            for i in range(n_turns)]
+
+
+def turn_text(text: str, is_system: bool) -> str:
+    """One turn with its speaker prefix."""
+    return (SYSTEM_PREFIX if is_system else USER_PREFIX) + text
+
+
+def detokenize_words(words: Iterable[str]) -> str:
+    """Words -> text (Treebank rules: no space before punctuation, ``do n't`` -> ``don't``)."""
+    kept = [w for w in words if w not in CRSLAB_SPECIAL_TOKENS]
+    return _DETOKENIZER.detokenize(kept).strip()
+
+
+class Detokenizer:
+    """Maps CRSLab token-id lists to words / text, caching each distinct turn."""
+
+    def __init__(self, ind2tok: Dict[int, str]):
+        self.ind2tok = {int(k): v for k, v in ind2tok.items()}
+        self._text_cache: Dict[tuple, str] = {}
+
+    def words(self, token_ids: Sequence[int]) -> List[str]:
+        return [self.ind2tok.get(int(t), "__unk__") for t in token_ids]
+
+    def text(self, token_ids: Sequence[int]) -> str:
+        key = tuple(token_ids)
+        cached = self._text_cache.get(key)
+        if cached is None:
+            cached = self._text_cache[key] = detokenize_words(self.words(token_ids))
+        return cached
+
+
+@lru_cache(maxsize=None)
+def entity_surface_name(uri: str) -> str:
+    """Name of a DBpedia entity without its disambiguation suffix.
+
+    ``<http://dbpedia.org/resource/Rio_(2011_film)>`` -> ``Rio``. Used to find movie
+    mentions in responses and to link entities typed by a user.
+    """
+    name = unquote(str(uri).strip("<>"))
+    if name.startswith(_DBPEDIA_PREFIX):
+        name = name[len(_DBPEDIA_PREFIX):]
+    name = name.replace("_", " ")
+    return _PARENTHETICAL.sub("", name).strip() or name.strip()
+
+
+@lru_cache(maxsize=None)
+def entity_display_name(uri: str) -> str:
+    """Readable name: ``Rio (2011)`` when the DBpedia suffix holds a year, else ``Rio``."""
+    name = unquote(str(uri).strip("<>"))
+    if name.startswith(_DBPEDIA_PREFIX):
+        name = name[len(_DBPEDIA_PREFIX):]
+    name = name.replace("_", " ")
+    match = _PARENTHETICAL.search(name)
+    base = entity_surface_name(uri)
+    if match:
+        year = _YEAR.search(match.group(1))
+        if year:
+            return f"{base} ({year.group(1)})"
+    return base
