@@ -128,9 +128,11 @@ def quick_data_root(shared_data: Path, scratch: Path) -> Tuple[Path, str]:
     """Embedded sample root if the package provides one, else a tiny ReDial under ``scratch``."""
     try:
         from crslab_mscrs.data.sample import sample_data_root
-    except ImportError:
-        return build_tiny_redial(scratch, shared_data), "tiny ReDial subset built by the harness"
-    return Path(sample_data_root()), "embedded sample (crslab_mscrs.data.sample)"
+
+        return Path(sample_data_root()), "embedded sample (crslab_mscrs.data.sample)"
+    except (ImportError, FileNotFoundError) as err:
+        reason = f"embedded sample unavailable: {err}".splitlines()[0]
+        return build_tiny_redial(scratch, shared_data), f"tiny ReDial subset built by the harness ({reason})"
 
 
 @dataclass

@@ -161,7 +161,8 @@ def render_markdown(rows: Sequence[ResultRow], runs: Sequence[RunRecord], models
 
 def plot_recall_bars(rows: Sequence[ResultRow], path: Path, models: Sequence[str],
                      datasets: Sequence[str], protocols: Sequence[str]) -> None:
-    """Grouped bars of Recall@10 and Recall@50 (mean, std whiskers) per model and protocol."""
+    """Grouped bars of Recall@10 (plain) and Recall@50 (hatched), one colour per protocol,
+    per model; whiskers = std over seeds; a model without results is marked ``n/a``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -169,25 +170,39 @@ def plot_recall_bars(rows: Sequence[ResultRow], path: Path, models: Sequence[str
 
     stats = aggregate(rows)
     series = [(protocol, metric) for protocol in protocols for metric in ("recall@10", "recall@50")]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(max(6, 1.6 * len(models)) * len(datasets), 4.5),
+    colours = plt.get_cmap("tab10").colors
+    fig, axes = plt.subplots(1, len(datasets), figsize=(max(6.0, 1.8 * len(models)) * len(datasets), 4.5),
                              squeeze=False)
     width = 0.8 / max(1, len(series))
     for axis, dataset in zip(axes[0], datasets):
+        plotted = False
         for index, (protocol, metric) in enumerate(series):
-            means, errors = [], []
-            for model in models:
+            positions, means, errors = [], [], []
+            for m, model in enumerate(models):
                 cell = stats.get((model, dataset, protocol, metric))
-                means.append(cell[0] if cell else 0.0)
-                errors.append(cell[1] if cell and not math.isnan(cell[1]) else 0.0)
-            positions = [m + (index - (len(series) - 1) / 2) * width for m in range(len(models))]
+                if cell is None:
+                    continue
+                positions.append(m + (index - (len(series) - 1) / 2) * width)
+                means.append(cell[0])
+                errors.append(0.0 if math.isnan(cell[1]) else cell[1])
+            if not positions:
+                continue
+            plotted = True
             axis.bar(positions, means, width, yerr=errors, capsize=2,
-                     label=f"{TABLE_LABELS[metric]} {protocol}",
-                     hatch="" if metric == "recall@10" else "//")
+                     color=colours[protocols.index(protocol) % len(colours)],
+                     hatch="" if metric == "recall@10" else "//", edgecolor="black", linewidth=0.4,
+                     label=f"{TABLE_LABELS[metric]} {protocol}")
+        for m, model in enumerate(models):
+            if not any((model, dataset, p, "recall@10") in stats for p in protocols):
+                axis.text(m, 0.0, "n/a", ha="center", va="bottom", fontsize=9)
+        axis.set_xlim(-0.5, len(models) - 0.5)
         axis.set_xticks(range(len(models)))
         axis.set_xticklabels(models, rotation=20)
-        axis.set_title(f"{dataset}: Recall@10 / Recall@50 (missing = not run)")
-        axis.set_ylabel("recall (per turn)")
-        axis.legend(fontsize=7, ncol=2)
+        axis.set_title(f"{dataset}: Recall@10 (plain) / Recall@50 (hatched)")
+        axis.set_ylabel("recall, per turn")
+        axis.set_ylim(bottom=0.0)
+        if plotted:
+            axis.legend(fontsize=7, ncol=len(protocols))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

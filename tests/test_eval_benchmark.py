@@ -1,0 +1,130 @@
+"""The benchmark harness end to end on a tiny CRSLab-format dataset built in a tmp dir."""
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+N_ITEMS = 120
+
+
+def load_harness():
+    spec = importlib.util.spec_from_file_location("run_benchmark", REPO / "benchmarks" / "run_benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["run_benchmark"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+harness = load_harness()
+
+
+def utt(i, role, movies=()):
+    return {"utt_id": i, "role": role, "text": ["hi"], "movies": [f"<m{m}>" for m in movies],
+            "entity": [], "word": []}
+
+
+def conversation(conv_id, turns):
+    return {"conv_id": conv_id, "dialog": [utt(i, role, m) for i, (role, m) in enumerate(turns)]}
+
+
+def make_tiny_dataset(root: Path, name: str = "redial") -> Path:
+    target = root / "dataset" / name / "nltk"
+    target.mkdir(parents=True)
+    train = [conversation(f"tr{i}", [("Seeker", [i % 5]), ("Recommender", [i % 3, 10 + i % 7])])
+             for i in range(30)]
+    test = [conversation("t1", [("Seeker", [5, 6]), ("Recommender", [6, 7]), ("Seeker", [8]),
+                                ("Recommender", [5, 0])]),
+            conversation("t2", [("Seeker", []), ("Recommender", [1]), ("Seeker", [1]), ("Recommender", [1, 2])])]
+    for split, data in (("train", train), ("valid", train[:3]), ("test", test)):
+        (target / f"{split}_data.json").write_text(json.dumps(data))
+    (target / "entity2id.json").write_text(json.dumps({f"<m{i}>": i for i in range(N_ITEMS)}))
+    (target / "movie_ids.json").write_text(json.dumps(list(range(N_ITEMS))))
+    return root
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_baselines_end_to_end_write_csv_md_png(tmp_path):
+    root = make_tiny_dataset(tmp_path / "data")
+    out = tmp_path / "results"
+    code = harness.main(["--models", "naive,popularity,kbrd", "--datasets", "redial,inspired",
+                         "--data-root", str(root), "--out", str(out), "--seeds", "0",
+                         "--config-dir", str(tmp_path / "no_configs"),
+                         "--shared-data", str(tmp_path / "no_shared")])
+    assert code == 0
+    assert (out / "results.png").stat().st_size > 1000
+    rows = read_csv(out / "results.csv")
+    value = {(r["model"], r["protocol"], r["metric"]): float(r["value"]) for r in rows if r["dataset"] == "redial"}
+    # hand check: naive ranks the movies mentioned so far first. Full-protocol turns:
+    # t1/1 labels {6,7}: history 5,6 -> 6 at rank 1; t1/3 {5,0}: history 5,6,7,8 -> 5 at rank 4;
+    # t2/1 {1}: no history; t2/3 {1,2}: history 1 -> 1 at rank 1.
+    assert value[("naive", "full", "recall@1")] == pytest.approx((0.5 + 0 + 0 + 0.5) / 4)
+    assert value[("naive", "full", "n_instances")] == 4
+    assert value[("naive", "crslab", "n_instances")] == 7
+    # dedup keeps t1/1 {7}, t1/3 {0}, t2/1 {1}, t2/3 {2}
+    assert value[("naive", "dedup", "n_instances")] == 4
+    assert all(r["seed"] == "" for r in rows if r["model"] in ("naive", "popularity"))
+    runs = {(r["model"], r["dataset"]): r for r in json.loads((out / "runs.json").read_text())}
+    assert runs[("kbrd", "redial")]["status"] == "failed"
+    assert "config not found" in runs[("kbrd", "redial")]["error"]
+    assert runs[("naive", "inspired")]["status"] == "failed"  # dataset not built
+    md = (out / "results.md").read_text()
+    assert "### redial / protocol `dedup`" in md and "dataset unavailable" in md
+    assert "| kbrd | 0 | n/a |" in md          # failed model shows n/a, never a number
+    assert "## Failed runs" in md
+    assert (out / "runs" / "naive" / "redial" / "rankings.jsonl").is_file()
+
+
+def test_popularity_ranking_uses_train_counts(tmp_path):
+    root = make_tiny_dataset(tmp_path / "data")
+    records = harness.baseline_rankings("popularity", root / "dataset" / "redial" / "nltk")
+    # train: seeker i%5 (0..4 six times each), recommender i%3 (10 each) and 10+i%7
+    assert records[0].ranked_items[:3] == (0, 1, 2)
+
+
+def test_subprocess_runs_record_exit_code_time_and_memory(tmp_path):
+    code, wall, peak = harness.run_subprocess(
+        [sys.executable, "-c", "x = bytearray(80_000_000); print('done')"], tmp_path / "ok.log", None)
+    assert code == 0 and wall > 0 and peak >= 80
+    assert "done" in (tmp_path / "ok.log").read_text()
+    code, _, _ = harness.run_subprocess([sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "bad.log", None)
+    assert code == 3
+    code, wall, _ = harness.run_subprocess([sys.executable, "-c", "import time; time.sleep(30)"],
+                                           tmp_path / "slow.log", timeout=0.5)
+    assert code != 0 and wall < 20 and "killed" in (tmp_path / "slow.log").read_text()
+
+
+def test_epoch_overrides_and_metrics_json(tmp_path):
+    config = tmp_path / "m.yaml"
+    config.write_text("model: KGSF\npretrain:\n  epoch: 3\nrec:\n  epoch: 9\nconv:\n  batch_size: 2\n")
+    assert harness.epoch_overrides(config, 1) == ["--set", "pretrain.epoch=1", "--set", "rec.epoch=1"]
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"crslab_test_metrics": {"bleu@1": 0.2, "dist@1": None},
+                                   "generation": {"dist@2_per_reply": 1.5}, "seed": 0}))
+    rows = harness.metrics_json_rows(metrics, "kbrd", "redial", "0")
+    assert {(r.protocol, r.metric, r.value) for r in rows} == {
+        ("crslab_reported", "bleu@1", 0.2), ("generation", "dist@2_per_reply", 1.5)}
+
+
+def test_unknown_model_is_rejected():
+    with pytest.raises(SystemExit, match="unknown or empty --models"):
+        harness.main(["--models", "naive,gpt9"])
+
+
+@pytest.mark.realdata
+def test_quick_mode_runs_in_seconds(tmp_path):
+    if not (REPO.parent / "shared" / "data" / "redial" / "raw" / "test_data.jsonl").is_file():
+        pytest.skip("shared ReDial data not present")
+    out = tmp_path / "quick"
+    assert harness.main(["--quick", "--models", "naive,popularity", "--out", str(out)]) == 0
+    rows = read_csv(out / "results.csv")
+    assert any(r["metric"] == "recall@10" and r["protocol"] == "full" for r in rows)
+    for name in ("results.csv", "results.md", "results.png"):
+        assert (out / name).is_file()
