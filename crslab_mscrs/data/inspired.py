@@ -102,7 +102,8 @@ def build_inspired(source_root: Path, data_root: Path, options: Optional[BuildOp
     kg = InspiredKG.load(source_root / "inspired" / "kg")
     settings = options.as_dict()
     settings["valid_fraction"] = None  # INSPIRED ships its own valid split
-    report = BuildReport(dataset=CRSLAB_NAME, output_dir=str(out_dir), settings=settings)
+    report = BuildReport(dataset=CRSLAB_NAME, output_dir=str(out_dir.relative_to(data_root)),
+                         settings=settings)
     converter = InspiredConverter(kg.entity2id, report)
     splits: Dict[str, List[dict]] = {}
     for name in SPLITS:

@@ -190,7 +190,8 @@ def build_redial(source_root: Path, data_root: Path, options: Optional[BuildOpti
     kg = RedialKG.load(source_root / "redial" / "kg")
     raw = load_redial_splits(source_root / "redial" / "raw", options)
 
-    report = BuildReport(dataset=CRSLAB_NAME, output_dir=str(out_dir), settings=options.as_dict())
+    report = BuildReport(dataset=CRSLAB_NAME, output_dir=str(out_dir.relative_to(data_root)),
+                         settings=options.as_dict())
     linker = EntityLinker(kg.entity2id, exclude_ids=kg.movie_ids, degree=kg_degree(kg.subkg))
     converter = RedialConverter(kg, linker, report.unknown_movies)
     splits: Dict[str, List[dict]] = {}

@@ -48,7 +48,7 @@ class UnknownMovies:
 @dataclass
 class BuildReport:
     dataset: str
-    output_dir: str
+    output_dir: str  # relative to the data root, e.g. "dataset/redial/nltk"
     splits: Dict[str, SplitCounts] = field(default_factory=lambda: {s: SplitCounts() for s in SPLITS})
     items: int = 0
     entities: int = 0
@@ -80,7 +80,7 @@ class BuildReport:
 
     def table(self) -> str:
         """A short fixed-width summary."""
-        lines = [f"{self.dataset} -> {self.output_dir}",
+        lines = [f"{self.dataset} -> <data root>/{self.output_dir}",
                  f"{'split':<6} {'convs':>7} {'utts':>8} {'rec_inst':>9} {'movies':>8} {'entities':>9}"]
         for name, c in self.splits.items():
             lines.append(f"{name:<6} {c.conversations:>7} {c.utterances:>8} {c.recommendation_instances:>9} "

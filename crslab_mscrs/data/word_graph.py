@@ -16,7 +16,7 @@ are supported, and the build report names the one used:
 
 Concept words: lower-cased alphabetic TRAIN tokens (``'`` and ``-`` allowed inside), at
 least 2 characters, seen ``min_count`` times, not an English stop word (scikit-learn's
-list). Ids start at 1; 0 is CRSLab's ``pad_word`` and belongs to no word.
+list) nor a chat filler (:data:`FILLER_WORDS`). Ids start at 1; 0 is CRSLab's ``pad_word`` and belongs to no word.
 """
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ from tqdm import tqdm
 
 _CONCEPT_WORD = re.compile(r"^[a-z][a-z'\-]*[a-z]$")
 PMI_RELATION = "co_occurs_with"
+#: chat fillers that carry no preference; excluded from the concept words with the stop words
+FILLER_WORDS = frozenset("hi hello hey yes yeah yep nope ok okay sure thanks thank bye goodbye "
+                         "welcome lol haha hmm um oh".split())
 
 
 @dataclass
@@ -52,7 +55,7 @@ class WordGraph:
 def _stop_words() -> frozenset:
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    return frozenset(ENGLISH_STOP_WORDS)
+    return frozenset(ENGLISH_STOP_WORDS) | FILLER_WORDS
 
 
 def is_concept_candidate(word: str, stop_words: Optional[frozenset] = None) -> bool:

@@ -1,0 +1,32 @@
+#!/usr/bin/env python
+"""Rebuild the embedded sample ``crslab_mscrs/sample/`` from the shared raw data.
+
+    python data_prep/build_sample.py [--source ../shared/data] [--seed 2024]
+
+Thin wrapper over :func:`crslab_mscrs.data.sample_builder.build_sample`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", default=str(REPO_ROOT.parent / "shared" / "data"),
+                        help="folder with redial/ and inspired/ (default: <repo>/../shared/data)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of ReDial's valid carve")
+    args = parser.parse_args(argv)
+    from crslab_mscrs.data.build_options import DEFAULT_SEED
+    from crslab_mscrs.data.sample_builder import build_sample
+
+    build_sample(Path(args.source), seed=DEFAULT_SEED if args.seed is None else args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
