@@ -39,12 +39,15 @@ WordVectorLookup = Callable[[str], Optional[np.ndarray]]
 EMBEDDING_METRICS = ("greedy", "average", "extreme")
 ITEM_PLACEHOLDER_TOKENS = frozenset({"__item__", "<movie>", "[movie]", "<item>"})
 _ITEM_MENTION = re.compile(r"@\d+")
-_WORD = re.compile(r"\w+(?:['\u2019]\w+)*|[^\w\s]", re.UNICODE)
+_WORD = re.compile(r"@\d+|\w+(?:['\u2019]\w+)*|[^\w\s]", re.UNICODE)
 _SMOOTHING = SmoothingFunction().method1
 
 
 def tokenize(text: str, lowercase: bool = False) -> Tokens:
-    """Split text into words and punctuation marks (``"don't stop!"`` -> ``["don't", "stop", "!"]``)."""
+    """Split text into words, ``@<id>`` item mentions and punctuation marks.
+
+    ``"Don't miss @123!"`` -> ``["Don't", "miss", "@123", "!"]``. Pure regex: no NLTK data.
+    """
     tokens = _WORD.findall(text)
     return [token.lower() for token in tokens] if lowercase else tokens
 

@@ -1,0 +1,129 @@
+"""Generation metrics on hand-made examples whose answers are worked out in the comments."""
+import math
+
+import numpy as np
+import pytest
+
+from crslab_mscrs.evaluation import generation as gen
+
+CAT = "the cat sat on the mat".split()
+
+
+def test_tokenize_needs_no_nltk_data(monkeypatch):
+    import nltk
+
+    monkeypatch.setattr(nltk.data, "path", [])  # no punkt or anything else reachable
+    assert gen.tokenize("Don't miss @123!") == ["Don't", "miss", "@123", "!"]
+    assert gen.tokenize("Hello, World", lowercase=True) == ["hello", ",", "world"]
+    scores = gen.corpus_generation_metrics([gen.tokenize("a b")], [[gen.tokenize("a b")]])
+    assert scores["bleu@1"] == 1.0
+
+
+def test_distinct_both_conventions_on_word_ngrams():
+    replies = [["a", "b", "a", "b"], ["a", "c"]]
+    # unigrams: {a, b, c} = 3 distinct out of 6, over 2 replies
+    uni = gen.distinct(replies, 1)
+    assert (uni["distinct_ngrams"], uni["total_ngrams"], uni["num_replies"]) == (3, 6, 2)
+    assert uni["dist_per_reply"] == pytest.approx(1.5) and uni["dist_ratio"] == pytest.approx(0.5)
+    # bigrams: ab, ba, ab | ac -> {ab, ba, ac} = 3 distinct out of 4
+    bi = gen.distinct(replies, 2)
+    assert bi["dist_per_reply"] == pytest.approx(1.5) and bi["dist_ratio"] == pytest.approx(0.75)
+    # trigrams: aba, bab | (none) -> 2 of 2
+    tri = gen.distinct(replies, 3)
+    assert tri["dist_per_reply"] == pytest.approx(1.0) and tri["dist_ratio"] == pytest.approx(1.0)
+    # words, not characters: "hello hello" has ONE distinct unigram (characters would give 5)
+    assert gen.distinct([gen.tokenize("hello hello")], 1)["distinct_ngrams"] == 1
+    assert gen.distinct([["a"]], 2)["dist_ratio"] == 0.0  # no bigram at all
+    with pytest.raises(ValueError):
+        gen.distinct([], 1)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_bleu_identical_and_disjoint(n):
+    assert gen.bleu(CAT, [CAT], n) == pytest.approx(1.0)
+    assert gen.bleu(CAT, [CAT], n, cumulative=True) == pytest.approx(1.0)
+    assert gen.bleu(CAT, [["a", "dog", "ran", "off", "far", "away"]], n) == 0.0
+
+
+def test_bleu_partial_match_by_hand():
+    reference = "the cat is on the mat".split()
+    # unigrams: the x2, cat, on, mat match (sat does not) -> 5/6; same length, BP = 1
+    assert gen.bleu(CAT, [reference], 1) == pytest.approx(5 / 6)
+    # bigrams: "the cat", "on the", "the mat" of 5 -> 3/5
+    assert gen.bleu(CAT, [reference], 2) == pytest.approx(3 / 5)
+    assert gen.bleu(CAT, [reference], 2, cumulative=True) == pytest.approx(math.sqrt(5 / 6 * 3 / 5))
+    # brevity penalty: 2 of 6 tokens -> exp(1 - 6/2)
+    assert gen.bleu(["the", "cat"], [CAT], 1) == pytest.approx(math.exp(-2))
+    assert gen.bleu(["the", "cat"], [CAT], 3) == 0.0  # no trigram to match
+    assert gen.bleu([], [CAT], 1) == 0.0
+
+
+def test_rouge_on_lins_example():
+    reference = "police killed the gunman".split()
+    s1 = "police kill the gunman".split()
+    s2 = "the gunman kill police".split()
+    # LCS(s1, ref) = police the gunman = 3 -> P = R = 3/4; LCS(s2, ref) = the gunman = 2
+    assert gen.rouge_l(s1, [reference]) == pytest.approx(0.75)
+    assert gen.rouge_l(s2, [reference]) == pytest.approx(0.5)
+    assert gen.rouge_n(s1, [reference], 1) == pytest.approx(0.75)
+    # bigrams of s1: police-kill, kill-the, the-gunman; only the-gunman matches -> 1/3
+    assert gen.rouge_n(s1, [reference], 2) == pytest.approx(1 / 3)
+    assert gen.rouge_l(s2, [["x"], reference]) == pytest.approx(0.5)  # best reference counts
+    assert gen.lcs_length(list("ABCBDAB"), list("BDCABA")) == 4
+    assert gen.rouge_l([], [reference]) == 0.0
+
+
+def test_perplexity_from_summed_nll():
+    assert gen.perplexity(4 * math.log(2), 4) == pytest.approx(2.0)  # p = 1/2 per token
+    assert gen.perplexity(0.0, 10) == 1.0
+    with pytest.raises(ValueError):
+        gen.perplexity(1.0, 0)
+
+
+def test_item_ratio():
+    replies = [["watch", "@123"], ["hi"], ["try", "__item__"]]
+    assert gen.item_ratio(replies) == pytest.approx(2 / 3)
+    assert gen.item_ratio(replies, is_item_token=lambda token: token == "hi") == pytest.approx(1 / 3)
+
+
+def test_embedding_metrics_are_na_without_vectors():
+    assert gen.embedding_metrics(CAT, [CAT], None) is None
+    assert gen.greedy_matching(CAT, [CAT], None) is None
+    assert gen.embedding_average(CAT, [CAT], None) is None
+    assert gen.vector_extrema(CAT, [CAT], None) is None
+    scores = gen.corpus_generation_metrics([CAT], [[CAT]])
+    assert scores["greedy"] is None and scores["average"] is None and scores["extreme"] is None
+
+
+def test_embedding_metrics_with_hand_made_vectors():
+    table = {"a": [1.0, 0.0], "b": [0.0, 1.0], "c": [1.0, -3.0], "d": [2.0, 1.0]}
+
+    def lookup(word):
+        return np.array(table[word]) if word in table else None
+
+    assert gen.embedding_metrics(["a"], [["a"]], lookup) == pytest.approx(
+        {"greedy": 1.0, "average": 1.0, "extreme": 1.0})
+    assert gen.embedding_metrics(["a"], [["b"]], lookup) == pytest.approx(
+        {"greedy": 0.0, "average": 0.0, "extreme": 0.0})
+    # greedy: a->a 1, b->a 0 (mean .5); a->{a,b} 1; (0.5 + 1) / 2
+    assert gen.greedy_matching(["a", "b"], [["a"]], lookup) == pytest.approx(0.75)
+    # average: mean(a, b) = (.5, .5) against (1, 0) -> cos 45 degrees
+    assert gen.embedding_average(["a", "b"], [["a"]], lookup) == pytest.approx(math.sqrt(0.5))
+    # extrema of c, d per dimension by magnitude: (2, -3); against a = (1, 0): 2 / sqrt(13)
+    assert gen.vector_extrema(["c", "d"], [["a"]], lookup) == pytest.approx(2 / math.sqrt(13))
+    assert gen.vector_extrema(["c", "d"], [["unknown"]], lookup) == 0.0  # reference has no vector
+    scores = gen.corpus_generation_metrics([["a"], ["a"]], [[["a"]], [["b"]]], lookup=lookup)
+    assert scores["greedy"] == pytest.approx(0.5)
+
+
+def test_corpus_metrics_keys_and_values():
+    hyps = [["i", "like", "@1"], ["i", "like", "it"]]
+    refs = [[["i", "like", "@1"]], [["you", "like", "it"]]]
+    scores = gen.corpus_generation_metrics(hyps, refs)
+    assert scores["dist@1"] == pytest.approx(4 / 2)  # {i, like, @1, it} / 2 replies
+    assert scores["dist_ratio@1"] == pytest.approx(4 / 6)
+    assert scores["item_ratio"] == pytest.approx(0.5)
+    assert scores["rouge@1"] == pytest.approx((1 + 2 / 3) / 2)
+    assert scores["bleu@1"] == pytest.approx((1 + 2 / 3) / 2)
+    with pytest.raises(ValueError):
+        gen.corpus_generation_metrics(hyps, refs[:1])
