@@ -269,15 +269,26 @@ def metrics_json_rows(path: Path, model: str, dataset: str, seed: str) -> List[R
     return rows
 
 
+def _config_dataset(path: Path) -> str:
+    import yaml
+
+    with path.open("r", encoding="utf-8") as handle:
+        return str((yaml.safe_load(handle) or {}).get("dataset", "")).lower()
+
+
 def model_config_path(config_dir: Path, model: str, dataset: str, quick: bool) -> Optional[Path]:
-    """``<config_dir>/<model>/<dataset>.yaml`` (``sample.yaml`` in quick mode when present),
-    relative to the working directory or else the repository; ``None`` if absent."""
-    names = (["sample.yaml"] if quick else []) + [f"{dataset}.yaml"]
+    """The config of ``model`` on ``dataset``: ``<config_dir>/<model>/<dataset>.yaml``; in quick
+    mode first ``sample_<dataset>.yaml``, then ``sample.yaml`` if its ``dataset`` matches.
+    Looked up relative to the working directory, then the repository; ``None`` if absent."""
+    names = ([f"sample_{dataset}.yaml", "sample.yaml"] if quick else []) + [f"{dataset}.yaml"]
     for name in names:
         for base in (Path.cwd(), REPO_ROOT):
             candidate = (base / config_dir / model / name).resolve()
-            if candidate.is_file():
-                return candidate
+            if not candidate.is_file():
+                continue
+            if name == "sample.yaml" and _config_dataset(candidate) != dataset:
+                break
+            return candidate
     return None
 
 

@@ -90,3 +90,27 @@ def test_ranking_from_scores_rejects_nan_and_length_mismatch():
         ranking_from_scores([0.1, float("nan")], [1, 2], 2)
     with pytest.raises(ValueError, match="3 scores for 2 items"):
         ranking_from_scores([0.1, 0.2, 0.3], [1, 2], 2)
+
+
+def test_crslab_protocol_equals_crslab_own_rec_metrics():
+    """Equivalence with CRSLab 0.1.2's Hit/NDCG/MRR (crslab/evaluator/metrics/rec.py) on
+    random single-label samples, which is what its rec evaluator averages."""
+    import random
+
+    import crslab_mscrs  # noqa: F401  (compat layer: CRSLab's evaluator imports fasttext)
+    from crslab.evaluator.metrics.rec import HitMetric, MRRMetric, NDCGMetric
+
+    rng = random.Random(0)
+    items = list(range(300))
+    instances, rankings = [], {}
+    for turn in range(1, 41):
+        ranked = rng.sample(items, 100)
+        rankings[("c", turn)] = ranked
+        for label in rng.sample(ranked[:60], 2) + [rng.choice(items)]:
+            instances.append(RecInstance("c", turn, (label,), ()))
+    ours = ranking_metrics(instances, rankings, ks=(1, 10, 50))
+    for k in (1, 10, 50):
+        for name, metric in (("recall", HitMetric), ("ndcg", NDCGMetric), ("mrr", MRRMetric)):
+            theirs = [metric.compute(rankings[i.key], i.labels[0], k).value() for i in instances]
+            assert ours[f"{name}@{k}"] == pytest.approx(sum(theirs) / len(theirs))
+            assert ours[f"{name}@{k}_mention"] == pytest.approx(sum(theirs) / len(theirs))
