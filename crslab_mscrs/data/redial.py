@@ -167,13 +167,17 @@ def redial_dir(data_root: Path) -> Path:
     return Path(data_root) / "dataset" / "redial" / "nltk"
 
 
-def load_redial_splits(raw_dir: Path, options: BuildOptions) -> Dict[str, List[dict]]:
-    """Raw records per split: the seeded valid carve of the pool, then ``options.limit``."""
+def load_redial_splits(raw_dir: Path, options: BuildOptions,
+                       carve: Optional[dict] = None) -> Dict[str, List[dict]]:
+    """Raw records per split: the seeded valid carve of the pool, then ``options.limit``.
+    ``carve`` (if given) receives the pool/carve sizes before the limit."""
     raw_dir = Path(raw_dir)
     pool = read_jsonl(raw_dir / "train_pool.jsonl")
     train, valid = carve_valid(pool, options.valid_fraction, options.seed)
     test = read_jsonl(raw_dir / "test_data.jsonl", limit=options.split_limit("test"))
     splits = {"train": train, "valid": valid, "test": test}
+    if carve is not None:
+        carve.update({"train_pool": len(pool), "train_carved": len(train), "valid_carved": len(valid)})
     return {name: records[:options.split_limit(name)] for name, records in splits.items()}
 
 
@@ -188,10 +192,11 @@ def build_redial(source_root: Path, data_root: Path, options: Optional[BuildOpti
     source_root, data_root = Path(source_root), Path(data_root)
     out_dir = redial_dir(data_root)
     kg = RedialKG.load(source_root / "redial" / "kg")
-    raw = load_redial_splits(source_root / "redial" / "raw", options)
+    carve: dict = {}
+    raw = load_redial_splits(source_root / "redial" / "raw", options, carve)
 
     report = BuildReport(dataset=CRSLAB_NAME, output_dir=str(out_dir.relative_to(data_root)),
-                         settings=options.as_dict())
+                         settings={**options.as_dict(), **carve})
     linker = EntityLinker(kg.entity2id, exclude_ids=kg.movie_ids, degree=kg_degree(kg.subkg))
     converter = RedialConverter(kg, linker, report.unknown_movies)
     splits: Dict[str, List[dict]] = {}
