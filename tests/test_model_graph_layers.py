@@ -7,8 +7,14 @@ from crslab_mscrs.model.entity_encoder import MultimodalEntityEncoder
 from crslab_mscrs.model.graph_files import read_graph_file, to_item_space
 from crslab_mscrs.model.rgcn_kg_encoder import RGCNKGEncoder, kg_edges_to_tensors
 from crslab_mscrs.model.semantic_graph_propagation import LightGCNPropagation, normalized_adjacency
-from crslab_mscrs.model.tiny import (TINY_ITEM_IDS, TINY_N_ENTITY, TINY_RELATIONS, tiny_graphs,
+from crslab_mscrs.model.tiny import (TINY_ITEM_IDS, TINY_N_ENTITY, TINY_RELATIONS, single_thread, tiny_graphs,
                                      tiny_side_data, write_tiny_graph_files)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    with single_thread():
+        yield
 
 
 def _kg_encoder(dim=8, num_bases=2):
