@@ -367,3 +367,16 @@ def test_kgsf_builds_with_fixed_position_codes(tmp_path, monkeypatch):
     with torch.no_grad():
         rec_loss, info_loss, scores = model.recommend(batch, "test")
     assert scores.shape == (2, helpers.N_ENTITY) and torch.isfinite(rec_loss) and info_loss is None
+
+
+def test_fixed_evaluator_reports_embedding_metrics_when_vectors_exist(monkeypatch):
+    from crslab_mscrs.compat import evaluators
+
+    vectors = {"a": np.array([1.0, 0.0]), "b": np.array([0.0, 1.0])}
+    monkeypatch.setattr(evaluators, "word_vectors_for", lambda language: (vectors.get, "test vectors"))
+    evaluator = evaluators.FixedStandardEvaluator("en")
+    evaluator.gen_evaluate("a", ["a"])
+    evaluator.gen_evaluate("a", ["b"])
+    report = evaluator.report()
+    assert report["greedy"] == pytest.approx(0.5)
+    assert report["average"] == pytest.approx(0.5) and report["extreme"] == pytest.approx(0.5)

@@ -127,3 +127,29 @@ def test_corpus_metrics_keys_and_values():
     assert scores["bleu@1"] == pytest.approx((1 + 2 / 3) / 2)
     with pytest.raises(ValueError):
         gen.corpus_generation_metrics(hyps, refs[:1])
+
+
+def test_fasttext_vectors_loaded_only_when_package_and_file_exist(tmp_path, monkeypatch):
+    from crslab_mscrs.evaluation import embedding
+
+    lookup, reason = embedding.load_fasttext_vectors("en", tmp_path)
+    if embedding.real_fasttext_module() is None:
+        assert lookup is None and "not installed" in reason
+
+    class FakeFastTextPackage:  # a test double for the fasttext package, not vectors for metrics
+        @staticmethod
+        def load_model(path):
+            class Model:
+                def get_word_vector(self, word):
+                    return np.array([len(word), 1.0])
+            return Model()
+
+    monkeypatch.setattr(embedding, "real_fasttext_module", lambda: FakeFastTextPackage)
+    lookup, reason = embedding.load_fasttext_vectors("en", tmp_path)
+    assert lookup is None and "no fastText vectors at" in reason
+    path = embedding.fasttext_model_path("en", tmp_path)
+    assert path == tmp_path / "en" / "cc.en.300.bin"
+    path.parent.mkdir()
+    path.write_bytes(b"")
+    lookup, reason = embedding.load_fasttext_vectors("en", tmp_path)
+    assert lookup is not None and lookup("abc").tolist() == [3.0, 1.0]
