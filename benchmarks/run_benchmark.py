@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config-dir", default="config", help="folder with <model>/<dataset>.yaml")
     p.add_argument("--epochs", type=int, default=None,
                    help="override every 'epoch' of the model config (passed as --set <stage>.epoch=N)")
-    p.add_argument("--split", default="test", choices=inst.SPLITS, help="split the baselines rank")
+    p.add_argument("--split", default="test", choices=inst.SPLITS, help="split the baselines rank (model runs: test only)")
     p.add_argument("--shared-data", default=str(DEFAULT_SHARED_DATA),
                    help="read-only shared data (raw ReDial for SR/RDL)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before a model run is killed")
@@ -91,6 +91,8 @@ def validate_args(args: argparse.Namespace) -> Tuple[List[str], List[str], List[
         seeds = [int(s) for s in _csv_list(args.seeds)]
     except ValueError:
         raise SystemExit(f"error: --seeds must be integers, got {args.seeds!r}") from None
+    if args.split != "test" and any(model not in BASELINES for model in models):
+        raise SystemExit("error: model runs always rank the test split; --split applies to baselines only")
     if args.quick:
         seeds = seeds[:1]
     return models, datasets, seeds, protocols
@@ -254,18 +256,39 @@ def run_subprocess(cmd: List[str], log_path: Path, timeout: Optional[float]
     return code, time.perf_counter() - started, usage.ru_maxrss / 1024.0
 
 
+def _numeric_leaves(value, path: Tuple[str, ...] = ()):
+    """``(path, number)`` for every int/float leaf of nested dicts (lists, strings, None skipped)."""
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from _numeric_leaves(child, path + (str(key),))
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield path, float(value)
+
+
 def metrics_json_rows(path: Path, model: str, dataset: str, seed: str) -> List[ResultRow]:
-    """Numeric metrics of a run's metrics.json: CRSLab's own under ``crslab_reported``,
-    any other dict of numbers under its key (e.g. ``generation``)."""
+    """Numeric test metrics a run reported in its metrics.json, as result rows.
+
+    - ``crslab_test_metrics.<m>`` (CRSLab systems via the test capture) -> protocol
+      ``crslab_reported``;
+    - ``stages.<stage>[...].test[...].<m>`` (our systems) -> ``reported_<stage>[_<sub>]``;
+      validation history and other non-test values are skipped;
+    - any other ``<key>[...].<m>`` -> protocol ``<key>[/...]``; top-level scalars
+      (seed, wall time) are not metrics.
+    """
     payload = json.loads(path.read_text(encoding="utf-8"))
     rows = []
-    for key, value in payload.items():
-        if not isinstance(value, dict):
+    for keys, number in _numeric_leaves(payload):
+        if len(keys) < 2:
             continue
-        protocol = "crslab_reported" if key == CRSLAB_METRICS_KEY else key
-        rows.extend(ResultRow(model, dataset, protocol, metric, seed, float(number))
-                    for metric, number in value.items()
-                    if isinstance(number, (int, float)) and not isinstance(number, bool))
+        if keys[0] == CRSLAB_METRICS_KEY:
+            protocol = "crslab_reported"
+        elif keys[0] == "stages":
+            if "test" not in keys:
+                continue
+            protocol = "_".join(["reported"] + [k for k in keys[1:-1] if k != "test"])
+        else:
+            protocol = "/".join(keys[:-1])
+        rows.append(ResultRow(model, dataset, protocol, keys[-1], seed, number))
     return rows
 
 

@@ -111,6 +111,14 @@ def test_epoch_overrides_and_metrics_json(tmp_path):
     rows = harness.metrics_json_rows(metrics, "kbrd", "redial", "0")
     assert {(r.protocol, r.metric, r.value) for r in rows} == {
         ("crslab_reported", "bleu@1", 0.2), ("generation", "dist@2_per_reply", 1.5)}
+    # our systems nest test metrics per stage, beside validation history
+    metrics.write_text(json.dumps({"seed": 1, "stages": {
+        "rec": {"chosen_epoch": 2, "valid_history": [0.1, 0.2], "test": {"recall@10": 0.3}},
+        "conv": {"test": {"ppl": 40.0, "generation": {"bleu@1": 0.1, "embedding_metrics": "n/a"}}}}}))
+    rows = harness.metrics_json_rows(metrics, "mscrs", "redial", "1")
+    assert {(r.protocol, r.metric, r.value) for r in rows} == {
+        ("reported_rec", "recall@10", 0.3), ("reported_conv", "ppl", 40.0),
+        ("reported_conv_generation", "bleu@1", 0.1)}
 
 
 def test_unknown_model_is_rejected():

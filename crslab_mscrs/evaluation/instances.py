@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -77,7 +77,6 @@ class InstanceStats:
     labels: int = 0
     labels_outside_item_set: int = 0
     turns_dropped_no_new_item: int = 0
-    per_protocol: Dict[str, int] = field(default_factory=dict)
 
 
 def merge_turns(conversation: Mapping, entity2id: Mapping[str, int]) -> List[Turn]:
@@ -171,7 +170,6 @@ def build_instances(conversations: Iterable[Mapping], entity2id: Mapping[str, in
                                               protocol, stats))
     stats.instances = len(instances)
     stats.labels = sum(len(instance.labels) for instance in instances)
-    stats.per_protocol[protocol] = len(instances)
     if stats.labels_outside_item_set:
         logger.warning(f"[{protocol}] {stats.labels_outside_item_set} movie mention(s) of "
                        f"recommendation turns are not in the item set and were not scored")
