@@ -171,7 +171,7 @@ def title_from_uri(uri: str) -> tuple:
     match = _URI_SUFFIX.match(name)
     if match:
         name, qualifier = match.groups()
-        found = re.search(r"\b(1[89]\d\d|20\d\d)\b", qualifier)
+        found = re.search(r"(?<!\d)(1[89]\d\d|20\d\d)(?!\d)", qualifier)
         year = int(found.group(1)) if found else None
     return name.replace("_", " ").strip(), year
 
