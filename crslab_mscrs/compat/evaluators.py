@@ -2,12 +2,12 @@
 
 Fixes in the CRSLab 0.1.2 wheel:
 
-* ``crslab/evaluator/standard.py:77-79`` (and ``conv.py:62-64``): ``gen_evaluate`` receives
+* ``crslab/evaluator/standard.py:79`` (and ``conv.py:65``): ``gen_evaluate`` receives
   the reply as a STRING and feeds it to ``nltk.ngrams``, so ``dist@k`` counts CHARACTER
   n-grams. Here replies are split into words and Dist-n is given in both conventions.
 * ``crslab/evaluator/__init__.py:29`` calls ``ConvEvaluator(language, tensorboard=...)`` but
-  ``conv.py:35`` takes no ``language``: TypeError (multiple values for ``tensorboard``).
-* ``standard.py:53-61`` downloads fastText vectors from dead links (and ``build`` deletes the
+  ``conv.py:36`` takes no ``language``: TypeError (multiple values for ``tensorboard``).
+* ``standard.py:45,54-61`` downloads fastText vectors from dead links (and ``build`` deletes the
   folder on a version mismatch) and needs the ``fasttext`` package: here real vectors are
   used only when present, else greedy/average/extreme are absent from the report ("n/a").
 

@@ -2,7 +2,7 @@
 
 Fixes ``crslab/evaluator/metrics/gen.py:158``: ``GreedyMatch(score_max)`` receives a
 ``numpy.float32`` (from ``cosine_similarity(...).mean()``) and
-``Metric.as_number`` (``crslab/evaluator/metrics/base.py:91``) asserts a Python int/float.
+``Metric.as_number`` (``crslab/evaluator/metrics/base.py:95``) asserts a Python int/float.
 The patched ``as_number`` turns numpy scalars and 0-d arrays into Python numbers first,
 for every metric class, then defers to the original check.
 """

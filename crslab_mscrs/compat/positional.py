@@ -4,7 +4,7 @@ Fixes ``crslab/model/utils/modules/transformer.py:47`` (``create_position_codes`
 assigns slices of ``nn.Embedding.weight`` (a leaf Parameter with ``requires_grad=True``)
 in place, which modern torch rejects with "a leaf Variable that requires grad is being used
 in an in-place operation" whenever ``learn_positional_embeddings`` is false. KGSF's
-``crslab/model/crs/kgsf/modules.py:5-7`` imports the function by name, so every module
+``crslab/model/crs/kgsf/modules.py:5-7`` (used at line 174) imports the function by name, so every module
 holding a reference is rebound, not only the defining one.
 
 Codes as in Vaswani et al., 2017: ``PE[pos, 2j] = sin(pos / 10000^(2j/dim))``,
