@@ -16,10 +16,12 @@ import pytest
 import torch
 
 import crslab_mscrs  # noqa: F401  (applies the compat layer)
-import test_compat_helpers as helpers
 from crslab_mscrs import compat
 
 TESTS_DIR = Path(__file__).resolve().parent
+if str(TESTS_DIR) not in sys.path:  # also under pytest's importlib import mode
+    sys.path.insert(0, str(TESTS_DIR))
+import test_compat_helpers as helpers  # noqa: E402
 
 # Runs the ORIGINAL CRSLab code. Checks are ordered: the import blockers are observed first,
 # then stubbed (helpers.stub_import_blockers) so the code behind them can be reached.
