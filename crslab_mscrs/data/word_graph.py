@@ -16,7 +16,8 @@ are supported, and the build report names the one used:
 
 Concept words: lower-cased alphabetic TRAIN tokens (``'`` and ``-`` allowed inside), at
 least 2 characters, seen ``min_count`` times, not an English stop word (scikit-learn's
-list) nor a chat filler (:data:`FILLER_WORDS`). Ids start at 1; 0 is CRSLab's ``pad_word`` and belongs to no word.
+list) nor a chat filler (:data:`FILLER_WORDS`: greetings and generic words such as "like",
+"really", "movie", which would otherwise be the top PMI partner of every rare word). Ids start at 1; 0 is CRSLab's ``pad_word`` and belongs to no word.
 """
 from __future__ import annotations
 
@@ -34,8 +35,13 @@ from tqdm import tqdm
 _CONCEPT_WORD = re.compile(r"^[a-z][a-z'\-]*[a-z]$")
 PMI_RELATION = "co_occurs_with"
 #: chat fillers that carry no preference; excluded from the concept words with the stop words
-FILLER_WORDS = frozenset("hi hello hey yes yeah yep nope ok okay sure thanks thank bye goodbye "
-                         "welcome lol haha hmm um oh".split())
+#: and generic chat verbs/adjectives that would otherwise be everyone's PMI partner
+FILLER_WORDS = frozenset("""
+hi hello hey yes yeah yep yea nope ok okay sure thanks thank bye goodbye welcome lol haha hmm um oh
+im n't like liked likes really pretty nice great good movie movies film films watch watched watching
+seen see saw think thought know heard guess maybe actually definitely probably lot lots kind sort
+type one ones just got get going want wanted need try check sounds sound thing things stuff way time
+""".split())
 
 
 @dataclass
