@@ -10,7 +10,7 @@ from crslab_mscrs.evaluation.instances import (InstanceStats, build_instances, d
                                                unique_turns)
 
 A, B, C, D, E, NOT_ITEM = "<A>", "<B>", "<C>", "<D>", "<E>", "<Genre>"
-ENTITY2ID = {A: 1, B: 2, C: 3, D: 4, E: 5, NOT_ITEM: 9}
+ENTITY2ID = {A: 1, B: 2, C: 3, D: 4, E: 5, NOT_ITEM: 9, "44": 6}  # "44": a movie with no URI
 ITEMS = [1, 2, 3, 4, 5]
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -81,21 +81,22 @@ def test_dialogue_lengths_count_merged_turns():
 
 def test_raw_redial_conversion_and_seeker_answers():
     raw = {"conversationId": 77, "initiatorWorkerId": 1, "respondentWorkerId": 2,
-           "movieMentions": {"11": "A", "22": "B"},
+           "movieMentions": {"11": "A", "22": "B", "44": "No URI (1999)"},
            "initiatorQuestions": {"11": {"suggested": 0, "seen": 1, "liked": 1},
                                   "22": {"suggested": 1, "seen": 0, "liked": 2},
+                                  "44": {"suggested": 1, "seen": 2, "liked": 1},
                                   "99": {"suggested": 1, "seen": 1, "liked": 1}},
            "messages": [{"senderWorkerId": 1, "text": "I liked @11"},
                         {"senderWorkerId": 2, "text": "try @22 or @33"},
-                        {"senderWorkerId": 2, "text": "really"}]}
+                        {"senderWorkerId": 2, "text": "really, or @44"}]}
     uris = {"11": A, "22": B, "33": C, "99": "<not in kg>"}
     conv = raw_redial_to_conversation(raw, uris)
     assert conv["conv_id"] == "77"
     assert [(u["role"], u["movies"]) for u in conv["dialog"]] == [
-        ("Seeker", [A]), ("Recommender", [B]), ("Recommender", [])]  # @33 not in movieMentions
+        ("Seeker", [A]), ("Recommender", [B]), ("Recommender", ["44"])]  # @33 not in movieMentions
     answers = seeker_answers([raw, {"conversationId": 78, "initiatorQuestions": {}}], uris, ENTITY2ID)
     assert set(answers) == {"77"}
-    assert {item: (a.seen, a.liked) for item, a in answers["77"].items()} == {1: (1, 1), 2: (0, 2)}
+    assert {item: (a.seen, a.liked) for item, a in answers["77"].items()} == {1: (1, 1), 2: (0, 2), 6: (2, 1)}
 
 
 def test_loaders_name_the_missing_file(tmp_path):
@@ -114,9 +115,28 @@ def test_real_redial_test_split_instances():
     kg = SHARED / "redial" / "kg"
     entity2id = load_entity2id(kg)
     items = load_item_ids(kg)
-    raw = load_jsonl(raw_path)
-    convs = [raw_redial_to_conversation(r, load_movie_uris(kg / "id2entity.jsonl")) for r in raw]
+    uris = load_movie_uris(kg / "id2entity.jsonl")
+    convs = [raw_redial_to_conversation(r, uris) for r in load_jsonl(raw_path)]
     counts = {p: len(build_instances(convs, entity2id, items, p)) for p in ("full", "dedup", "crslab")}
     assert len(convs) == 1342
     # dedup is a strict subset of full; crslab has at least one sample per full turn
     assert 0 < counts["dedup"] < counts["full"] < counts["crslab"]
+
+
+@pytest.mark.realdata
+def test_built_redial_test_split_matches_raw_instances():
+    """The builder's CRSLab-format test split and our raw-ReDial path give the same
+    full/dedup instances (the builder keeps one copy of a movie repeated in a message,
+    so only the crslab protocol may differ)."""
+    built_dir = Path(__file__).resolve().parents[1] / "data" / "dataset" / "redial" / "nltk"
+    if not (built_dir / "test_data.json").is_file() or not SHARED.is_dir():
+        pytest.skip("built ReDial (make data) or shared data not present")
+    from crslab_mscrs.evaluation.instances import load_split
+
+    entity2id, items = load_entity2id(built_dir), load_item_ids(built_dir)
+    uris = load_movie_uris(SHARED / "redial" / "kg" / "id2entity.jsonl")
+    raw = [raw_redial_to_conversation(r, uris) for r in load_jsonl(SHARED / "redial" / "raw" / "test_data.jsonl")]
+    built = load_split(built_dir, "test")
+    for protocol in ("full", "dedup"):
+        assert by_key(build_instances(built, entity2id, items, protocol)) == \
+            by_key(build_instances(raw, entity2id, items, protocol))

@@ -241,11 +241,21 @@ def load_jsonl(path: Union[str, Path]) -> List[dict]:
 
 
 def load_movie_uris(path: Union[str, Path]) -> Dict[str, str]:
-    """ReDial movieId (str) -> DBpedia URI, from ``kg/id2entity.jsonl`` (one JSON object)."""
+    """ReDial movieId (str) -> DBpedia URI, from ``kg/id2entity.jsonl`` (one JSON object).
+
+    Movies without a URI (null there) are left out: the CRSLab-lineage ``entity2id`` keys
+    those by the bare movieId, see :func:`movie_entity_key`.
+    """
     mapping = _load_json(Path(path))
     if not isinstance(mapping, dict):
         raise ValueError(f"{path}: expected a JSON object movieId -> URI")
     return {str(key): value for key, value in mapping.items() if value}
+
+
+def movie_entity_key(movie_id: str, movie_uris: Mapping[str, str]) -> str:
+    """The ``entity2id`` key of a ReDial movie: its DBpedia URI, or the bare movieId for the
+    ~800 movies without one (the CRSLab/C2-CRS ``entity2id`` lists those by id)."""
+    return movie_uris.get(str(movie_id), str(movie_id))
 
 
 def raw_redial_to_conversation(raw: Mapping, movie_uris: Mapping[str, str]) -> dict:
@@ -253,7 +263,7 @@ def raw_redial_to_conversation(raw: Mapping, movie_uris: Mapping[str, str]) -> d
 
     Role: ``Seeker`` for the ``initiatorWorkerId`` (or, when absent, the first sender),
     ``Recommender`` otherwise. Movies: ``@<movieId>`` mentions in the text that are listed
-    in ``movieMentions`` (when present) and have a DBpedia URI. Text is whitespace-split
+    in ``movieMentions`` (when present), as :func:`movie_entity_key`. Text is whitespace-split
     (only instances are derived from it, never generation metrics).
     """
     messages = raw.get("messages") or []
@@ -271,7 +281,7 @@ def raw_redial_to_conversation(raw: Mapping, movie_uris: Mapping[str, str]) -> d
             "utt_id": index,
             "role": "Seeker" if message.get("senderWorkerId") == initiator else RECOMMENDER,
             "text": text.split(),
-            "movies": [movie_uris[movie_id] for movie_id in ids if movie_id in movie_uris],
+            "movies": [movie_entity_key(movie_id, movie_uris) for movie_id in ids],
             "entity": [],
             "word": [],
         })
@@ -291,7 +301,7 @@ def seeker_answers(raw_conversations: Iterable[Mapping], movie_uris: Mapping[str
     """``{conv_id: {item entity id: SeekerAnswer}}`` from ReDial ``initiatorQuestions``.
 
     Conversations with an empty or missing questionnaire are left out (nothing to judge).
-    Movies without a URI or an entity id are skipped.
+    Movies are keyed as :func:`movie_entity_key`; those not in ``entity2id`` are skipped.
     """
     answers: Dict[str, Dict[int, SeekerAnswer]] = {}
     for raw in raw_conversations:
@@ -300,10 +310,10 @@ def seeker_answers(raw_conversations: Iterable[Mapping], movie_uris: Mapping[str
             continue
         per_item: Dict[int, SeekerAnswer] = {}
         for movie_id, answer in questions.items():
-            uri = movie_uris.get(str(movie_id))
-            if uri is None or uri not in entity2id:
+            key = movie_entity_key(movie_id, movie_uris)
+            if key not in entity2id:
                 continue
-            per_item[entity2id[uri]] = SeekerAnswer(seen=int(answer.get("seen", 2)),
+            per_item[entity2id[key]] = SeekerAnswer(seen=int(answer.get("seen", 2)),
                                                     liked=int(answer.get("liked", 2)))
         answers[str(raw["conversationId"])] = per_item
     return answers
