@@ -59,6 +59,31 @@ class Turn:
         return turn_text(self.response, self.is_system)
 
 
+def load_item_names(opt) -> Dict[int, str]:
+    """Optional ``{entity id: movie name}`` table: config key ``item_names_file`` or
+    ``<data_root>/dataset/<dataset>/<tokenize>/item_names.json`` when it exists. Needed for
+    items whose KG "URI" is not a DBpedia title (e.g. ReDial movies without a DBpedia link,
+    stored under their raw movieId)."""
+    import json
+    from pathlib import Path
+
+    path = opt.get("item_names_file")
+    if not path and opt.get("dataset"):
+        try:
+            from crslab_mscrs.paths import dataset_dir
+
+            path = dataset_dir(str(opt["dataset"]), str(opt.get("tokenize") or "nltk")) / "item_names.json"
+        except Exception:  # pragma: no cover - paths not configured
+            path = None
+    if not path or not Path(path).is_file():
+        if opt.get("item_names_file"):
+            raise FileNotFoundError(f"config key 'item_names_file': {path} does not exist")
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        table = json.load(handle)
+    return {int(k): str(v) for k, v in table.items()}
+
+
 class MSCRSDataLoader(BaseDataLoader):
     """Batches for prompt pre-training, recommendation, conversation and generation."""
 
@@ -69,6 +94,7 @@ class MSCRSDataLoader(BaseDataLoader):
         self.placeholder = opt.get("movie_placeholder", DEFAULT_PLACEHOLDER)
         self.pad_entity = int(vocab.get("pad_entity", 0))
         self.id2entity = {int(k): v for k, v in vocab.get("id2entity", {}).items()}
+        self.item_names = load_item_names(opt)
         self.detokenizer = Detokenizer(vocab["ind2tok"])
         self.mask_stats = MaskStats()
         self._encoder: Optional[DialogueEncoder] = None
@@ -106,6 +132,11 @@ class MSCRSDataLoader(BaseDataLoader):
 
     # -- samples as text -----------------------------------------------------------------
     def item_name(self, entity_id: int) -> str:
+        """Name used to find the item in responses: ``item_names.json`` when the dataset
+        ships one, else the entity's DBpedia title."""
+        name = self.item_names.get(int(entity_id))
+        if name:
+            return name
         uri = self.id2entity.get(int(entity_id))
         return entity_surface_name(uri) if uri else str(entity_id)
 

@@ -1,0 +1,177 @@
+"""MSCRS system end to end on toy data with tiny random models: stages, checkpoints chosen on
+valid, test outputs, determinism, resume after a kill, interactive mode."""
+import io
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import crslab_mscrs  # noqa: F401  (compat + registration)
+from crslab_mscrs.evaluation.rankings import read_rankings
+from crslab_mscrs.mscrs_system.checkpoint import load_checkpoint, load_trainable_state
+from crslab_mscrs.mscrs_system.dataloader import MSCRSDataLoader
+from crslab_mscrs.mscrs_system.system import MSCRSSystem, load_checkpoint_weights
+from crslab_mscrs.mscrs_system.toy import N_ITEMS, toy_splits, toy_vocab_and_side_data, write_toy_graphs
+
+
+class Opt(dict):
+    """A plain dict that also answers ``config.opt`` (what CRSLab's get_model reads)."""
+
+    @property
+    def opt(self):
+        return self
+
+
+class SimulatedKill(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("mscrs_system")
+    vocab, side = toy_vocab_and_side_data()
+    return SimpleNamespace(root=root, features=write_toy_graphs(root / "features"), vocab=vocab, side=side,
+                           splits=toy_splits(n_train=6, n_valid=2, n_test=2))
+
+
+def section(epochs):
+    return {"epoch": epochs, "batch_size": 8, "optimizer": {"name": "AdamW", "lr": 3e-3, "weight_decay": 0.01},
+            "warmup_steps": 1}
+
+
+def make_system(env, run_name, restore=False, **overrides):
+    opt = Opt(dataset="ReDial", tokenize="nltk", model="MSCRS", model_name="MSCRS", gpu=[-1], evaluator="rec",
+              seed=0, lm="tiny-random-gpt2", text_encoder="tiny-random-bert", features_dir=str(env.features),
+              save_dir=str(env.root / "save"), run_name=run_name, n_prefix_rec=2, n_prefix_conv=2,
+              max_new_tokens=4, rankings_out=str(env.root / run_name / "rankings.jsonl"),
+              metrics_out=str(env.root / run_name / "metrics.json"),
+              pretrain=section(1), rec=section(2), conv=section(1))
+    opt.update(overrides)
+    loaders = [MSCRSDataLoader(opt, env.splits[name], env.vocab) for name in ("train", "valid", "test")]
+    return MSCRSSystem(opt, *loaders, env.vocab, env.side, restore_system=restore)
+
+
+def spy_evaluations(system):
+    """Record which split each evaluation runs on (to check that test runs once)."""
+    calls = []
+    names = {id(system.train_dataloader): "train", id(system.valid_dataloader): "valid",
+             id(system.test_dataloader): "test"}
+    for method in ("_rec_metrics", "_conv_nll", "generate_replies"):
+        original = getattr(system, method)
+
+        def wrapper(loader, *args, _original=original, _method=method, **kwargs):
+            calls.append((_method, names[id(loader)]))
+            return _original(loader, *args, **kwargs)
+
+        setattr(system, method, wrapper)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def full_run(env):
+    system = make_system(env, "full")
+    calls = spy_evaluations(system)
+    stage_start = {}
+    original_train_stage = system._train_stage
+
+    def train_stage(stage, *args, **kwargs):
+        stage_start[stage] = {k: v.clone() for k, v in system.model.state_dict().items()}
+        return original_train_stage(stage, *args, **kwargs)
+
+    system._train_stage = train_stage
+    results = system.fit()
+    return SimpleNamespace(system=system, results=results, calls=calls, stage_start=stage_start)
+
+
+def test_fit_writes_metrics_and_rankings(env, full_run):
+    metrics = json.loads((env.root / "full" / "metrics.json").read_text())
+    stages = metrics["stages"]
+    assert set(stages) == {"pretrain", "rec", "conv"}
+    assert "test" not in stages["pretrain"] and "inflated" in stages["pretrain"]["note"]
+    rec = stages["rec"]["test"]
+    assert {"recall@1", "recall@10", "recall@50", "ndcg@10", "mrr@50"} <= set(rec)
+    assert 0.0 <= rec["recall@50"] <= 1.0
+    conv = stages["conv"]["test"]
+    assert conv["ppl"] > 1 and conv["generation"]["available"], conv["generation"]
+    assert {"dist@2", "bleu@1", "rouge@L", "item_ratio"} <= set(conv["generation"])
+    test_turns = {(t.conv_id, t.turn_index) for t in full_run.system.test_dataloader.turns if t.is_system and t.items}
+    rankings = read_rankings(env.root / "full" / "rankings.jsonl", min_length=N_ITEMS,
+                             item_ids=env.side["item_entity_ids"])
+    assert set(rankings) == test_turns and len(test_turns) == 4
+    assert (full_run.system.run_dir / "rankings.jsonl").read_text() == \
+        (env.root / "full" / "rankings.jsonl").read_text()
+
+
+def test_test_split_is_evaluated_once_per_stage(full_run):
+    test_calls = [c for c in full_run.calls if c[1] == "test"]
+    assert sorted(test_calls) == [("_conv_nll", "test"), ("_rec_metrics", "test"), ("generate_replies", "test")]
+    assert ("_rec_metrics", "valid") in full_run.calls and ("_conv_nll", "valid") in full_run.calls
+
+
+def test_rec_checkpoint_is_chosen_on_valid_and_used_for_test(env, full_run):
+    rec = full_run.results["rec"]
+    history = [h["valid"] for h in rec["valid_history"]]
+    assert rec["chosen_epoch"] == history.index(max(history))
+    best = torch.load(full_run.system.run_dir / "rec_best.pth", weights_only=False)
+    assert best["epoch"] == rec["chosen_epoch"]
+    # the reported test metrics are those of the chosen weights
+    system = full_run.system
+    load_trainable_state(system.model, best["model"])
+    with torch.no_grad():
+        again, _ = system._rec_metrics(system.test_dataloader, 8, mode="test")
+    assert again["recall@50"] == pytest.approx(rec["test"]["recall@50"])
+    assert again["mrr@50"] == pytest.approx(rec["test"]["mrr@50"])
+
+
+def test_conv_starts_from_the_chosen_rec_weights(full_run):
+    """Bug 2 of the authors' code: the conversation stage must start from the rec weights."""
+    rec_best = load_checkpoint_weights(full_run.system.run_dir / "rec_best.pth")
+    at_conv_start = full_run.stage_start["conv"]
+    assert any("entity_encoder" in k for k in rec_best)
+    for key, value in rec_best.items():
+        assert torch.equal(at_conv_start[key].cpu(), value), key
+    # and the graphs stay on in the conversation stage
+    assert full_run.system.core.config.use_cooccurrence_graph
+
+
+def test_same_seed_same_result(env, full_run):
+    again = make_system(env, "again").fit()
+    assert again["rec"]["test"] == full_run.results["rec"]["test"]
+    assert again["conv"]["test"]["loss"] == pytest.approx(full_run.results["conv"]["test"]["loss"], abs=0)
+    assert (env.root / "again" / "rankings.jsonl").read_text() == (env.root / "full" / "rankings.jsonl").read_text()
+
+
+def test_resume_after_a_kill_equals_the_uninterrupted_run(env, full_run, monkeypatch):
+    killed = make_system(env, "killed")
+
+    def kill_after_first_rec_epoch(stage, epoch):
+        if stage == "rec" and epoch == 0:
+            raise SimulatedKill()
+
+    monkeypatch.setattr(killed, "_on_checkpoint_saved", kill_after_first_rec_epoch)
+    with pytest.raises(SimulatedKill):
+        killed.fit()
+    last = load_checkpoint(killed.run_dir / "last.pth")
+    assert last["completed"] == ["pretrain"] and last["current"]["epoch_done"] == 0
+
+    resumed = make_system(env, "killed", restore=True)  # CRSLab's -rs flag
+    results = resumed.fit()
+    assert results["rec"]["valid_history"] == full_run.results["rec"]["valid_history"]
+    assert results["rec"]["test"] == full_run.results["rec"]["test"]
+    assert results["conv"]["test"]["loss"] == pytest.approx(full_run.results["conv"]["test"]["loss"], abs=0)
+    assert (env.root / "killed" / "rankings.jsonl").read_text() == \
+        (env.root / "full" / "rankings.jsonl").read_text()
+
+
+def test_interact_answers_a_scripted_user(full_run):
+    out = io.StringIO()
+    full_run.system.interact(stdin=io.StringIO("hi i like horror movies\n\nhave you seen Red River?\n[EXIT]\nignored\n"),
+                             stdout=out, top_k=2)
+    lines = out.getvalue().splitlines()
+    replies = [line for line in lines if line.startswith("System: ")]
+    recommended = [line for line in lines if line.startswith("Recommended: ")]
+    assert len(replies) == 2 and len(recommended) == 2
+    assert all(len(line.split("; ")) == 2 for line in recommended)
+    assert all("<movie>" not in line for line in replies)
