@@ -188,7 +188,7 @@ def plot_recall_bars(rows: Sequence[ResultRow], path: Path, models: Sequence[str
             if not positions:
                 continue
             plotted = True
-            axis.bar(positions, means, width, yerr=errors, capsize=2,
+            axis.bar(positions, means, width, yerr=errors if any(errors) else None, capsize=2,
                      color=colours[protocols.index(protocol) % len(colours)],
                      hatch="" if metric == "recall@10" else "//", edgecolor="black", linewidth=0.4,
                      label=f"{TABLE_LABELS[metric]} {protocol}")
@@ -200,7 +200,7 @@ def plot_recall_bars(rows: Sequence[ResultRow], path: Path, models: Sequence[str
         axis.set_xticklabels(models, rotation=20)
         axis.set_title(f"{dataset}: Recall@10 (plain) / Recall@50 (hatched)")
         axis.set_ylabel("recall, per turn")
-        axis.set_ylim(bottom=0.0)
+        axis.set_ylim(0.0, max(axis.get_ylim()[1], 0.01) * 1.3)  # room for the legend
         if plotted:
             axis.legend(fontsize=7, ncol=len(protocols))
     fig.tight_layout()
