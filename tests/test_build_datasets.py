@@ -44,6 +44,13 @@ def _json(path):
         return json.load(handle)
 
 
+def _jsonl(path, limit=None):
+    """Raw JSONL values, read independently of the builder's reader."""
+    with open(path, encoding="utf-8") as handle:
+        values = [json.loads(line) for line in handle if line.strip()]
+    return values[:limit]
+
+
 def _merged_turns(roles_and_movies):
     """CRSLab's merge of consecutive same-role utterances: [(role, [movie, ...])]."""
     merged = []
@@ -125,8 +132,8 @@ def test_redial_slice_matches_raw_and_loads_in_crslab(redial_slice, no_download,
 
     root, report = redial_slice
     out = root / "dataset" / "redial" / "nltk"
-    pool = {r["conversationId"]: r for r in map(json.loads, (SHARED / "redial/raw/train_pool.jsonl").open())}
-    test_raw = [json.loads(line) for _, line in zip(range(25), (SHARED / "redial/raw/test_data.jsonl").open())]
+    pool = {r["conversationId"]: r for r in _jsonl(SHARED / "redial/raw/train_pool.jsonl")}
+    test_raw = _jsonl(SHARED / "redial/raw/test_data.jsonl", limit=25)
     splits = {s: _json(out / f"{s}_data.json") for s in ("train", "valid", "test")}
     assert {s: len(c) for s, c in splits.items()} == {"train": 25, "valid": 25, "test": 25}
     train_ids = {c["conv_id"] for c in splits["train"]}
@@ -170,10 +177,9 @@ def test_kgsf_copy_mask_is_in_place_for_redial(redial_slice):
 def test_redial_full_test_split_builds(tmp_path, no_download):
     """The whole official ReDial test split (1,342 conversations) through the builder."""
     report = build_redial(SHARED, tmp_path, BuildOptions(limit={"train": 40, "valid": 10}), echo=False)
-    lines = sum(1 for line in (SHARED / "redial/raw/test_data.jsonl").open() if line.strip())
-    assert report.splits["test"].conversations == lines == 1342
+    raw = _jsonl(SHARED / "redial/raw/test_data.jsonl")
+    assert report.splits["test"].conversations == len(raw) == 1342
     known = _redial_known(SHARED / "redial/kg")
-    raw = [json.loads(line) for line in (SHARED / "redial/raw/test_data.jsonl").open()]
     assert report.splits["test"].recommendation_instances == sum(
         role == "Recommender" and bool(m) for r in raw for role, m in _redial_raw_turns(r, known))
     assert report.unknown_movies.mentions == 0 or report.unknown_movies.examples
@@ -191,11 +197,12 @@ def test_inspired_slice_matches_raw_and_loads_in_crslab(tmp_path, no_download, d
     assert report.entity_kg["pad_entity_id_0"] == "<http://dbpedia.org/resource/Hoffa_(film)>"
     expected = {}
     for split in ("train", "valid", "test"):
-        raw = [json.loads(line) for _, line in zip(range(20), (SHARED / f"inspired/raw/{split}_data_dbpedia.jsonl").open())]
+        raw = _jsonl(SHARED / f"inspired/raw/{split}_data_dbpedia.jsonl", limit=20)
         built = _json(out / f"{split}_data.json")
         assert len(built) == 20 and [len(c["dialog"]) for c in built] == [len(d) for d in raw]
         turns = [[("Recommender" if t["role"] == "RECOMMENDER" else "Seeker",
-                   list(dict.fromkeys(m for m in t["movie_link"] if m in entity2id))) for t in d] for d in raw]
+                   list(dict.fromkeys(m for m in t["movie_link"] if m in entity2id))) for t in dialogue]
+                 for dialogue in raw]
         assert report.splits[split].recommendation_instances == sum(
             role == "Recommender" and bool(m) for d in turns for role, m in d)
         expected[split] = _expected_rec_samples(turns)

@@ -42,7 +42,8 @@ def test_surface_names_and_linking_prefers_canonical_and_skips_stop_words():
     # same name: more KG edges wins (Tom_Hanks); a name without disambiguation beats "(genre)"
     # even with fewer edges (Drama over Drama_(genre))
     linker = EntityLinker(entity2id, exclude_ids=[9], degree={1: 50, 2: 1, 7: 99})
-    found = linker.link("I love Tom Hanks and horror , it is the best war drama like Saving Private Ryan".split())
+    text = "I love Tom Hanks and horror , it is the best war drama like Saving Private Ryan"
+    found = linker.link(text.split())
     assert found == ["<http://dbpedia.org/resource/Tom_Hanks>", "<http://dbpedia.org/resource/Horror_film>",
                      "<http://dbpedia.org/resource/Drama>"]
     assert linker.stats.mentions == 3 and linker.stats.utterances == 1
@@ -119,12 +120,12 @@ def _write_toy_source(root: Path, train_lines=None) -> Path:
     raw.mkdir(parents=True)
     entity2id = {R.format("Jaws_(film)"): 1, R.format("Alien_(film)"): 2, "300": 3,
                  R.format("Steven_Spielberg"): 4, R.format("Horror_film"): 5}
-    json.dump(entity2id, (kg / "entity2id.json").open("w"))
-    json.dump({"1": [[7, 4], [8, 5]], "2": [[8, 5]]}, (kg / "dbpedia_subkg.json").open("w"))
-    json.dump([1, 2, 3], (kg / "movie_ids.json").open("w"))
-    json.dump({"100": R.format("Jaws_(film)"), "200": R.format("Alien_(film)"), "300": None},
-              (kg / "id2entity.jsonl").open("w"))
-    json.dump({"100": "Jaws", "200": "Alien", "300": "Obscure Film"}, (kg / "mid2name_redial.json").open("w"))
+    (kg / "entity2id.json").write_text(json.dumps(entity2id))
+    (kg / "dbpedia_subkg.json").write_text(json.dumps({"1": [[7, 4], [8, 5]], "2": [[8, 5]]}))
+    (kg / "movie_ids.json").write_text(json.dumps([1, 2, 3]))
+    movie_uris = {"100": R.format("Jaws_(film)"), "200": R.format("Alien_(film)"), "300": None}
+    (kg / "id2entity.jsonl").write_text(json.dumps(movie_uris))
+    (kg / "mid2name_redial.json").write_text(json.dumps({"100": "Jaws", "200": "Alien", "300": "Obscure Film"}))
     convs = []
     for i in range(4):
         convs.append({"conversationId": str(i), "initiatorWorkerId": 1, "respondentWorkerId": 2,
@@ -141,13 +142,12 @@ def _write_toy_source(root: Path, train_lines=None) -> Path:
 
 def test_toy_redial_build_format_roles_mentions_and_unknown_movies(tmp_path):
     source = _write_toy_source(tmp_path / "src")
-    report = build_redial(source, tmp_path / "data", BuildOptions(valid_fraction=0.25, seed=1,
-                                                                   word_min_pair_count=1, concept_min_count=1),
-                          echo=False)
+    options = BuildOptions(valid_fraction=0.25, seed=1, word_min_pair_count=1, concept_min_count=1)
+    report = build_redial(source, tmp_path / "data", options, echo=False)
     out = tmp_path / "data" / "dataset" / "redial" / "nltk"
-    train = json.load((out / "train_data.json").open())
-    test = json.load((out / "test_data.json").open())
-    assert len(train) == 3 and len(json.load((out / "valid_data.json").open())) == 1 and len(test) == 2
+    train = json.loads((out / "train_data.json").read_text())
+    test = json.loads((out / "test_data.json").read_text())
+    assert len(train) == 3 and len(json.loads((out / "valid_data.json").read_text())) == 1 and len(test) == 2
     dialog = test[0]["dialog"]
     assert [u["utt_id"] for u in dialog] == [0, 1, 2, 3]
     assert [u["role"] for u in dialog] == ["Seeker", "Recommender", "Recommender", "Seeker"]
@@ -159,9 +159,9 @@ def test_toy_redial_build_format_roles_mentions_and_unknown_movies(tmp_path):
     assert report.unknown_movies.mentions == 6 and dict(report.unknown_movies.ids) == {"999": 6}
     assert report.unknown_movies.examples[0]["movie_id"] == "999"
     assert report.splits["test"].recommendation_instances == 2
-    assert json.load((out / "entity2id.json").open())[R.format("Jaws_(film)")] == 1
+    assert json.loads((out / "entity2id.json").read_text())[R.format("Jaws_(film)")] == 1
     assert (out / ".built").read_text().split("\n")[1] == "0.31"
-    saved = json.load((out / "build_report.json").open())
+    saved = json.loads((out / "build_report.json").read_text())
     assert saved["unknown_movies"]["mentions"] == 6
 
 

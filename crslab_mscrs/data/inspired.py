@@ -22,7 +22,6 @@ Choices (all reported in ``build_report.json``):
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Set

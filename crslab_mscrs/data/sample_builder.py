@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 from crslab_mscrs.data.build_options import DEFAULT_SEED, BuildOptions
 from crslab_mscrs.data.crslab_format import dataset_version, kgsf_version, write_json

@@ -8,7 +8,8 @@ from crslab_mscrs.data.crslab_format import build_token_vocab, dialog_tokens
 from crslab_mscrs.data.word_graph import WordGraph, build_concept_vocab, build_word_graph, concept_words
 
 
-def build_vocabularies(splits: Dict[str, List[dict]], options: BuildOptions) -> Tuple[Dict[str, int], WordGraph]:
+def build_vocabularies(splits: Dict[str, List[dict]],
+                       options: BuildOptions) -> Tuple[Dict[str, int], WordGraph]:
     """``token2id`` and the word graph from TRAIN, then fill every utterance's ``word``."""
     train_tokens = dialog_tokens(splits["train"])
     token2id = build_token_vocab(train_tokens)

@@ -17,7 +17,8 @@ are supported, and the build report names the one used:
 Concept words: lower-cased alphabetic TRAIN tokens (``'`` and ``-`` allowed inside), at
 least 2 characters, seen ``min_count`` times, not an English stop word (scikit-learn's
 list) nor a chat filler (:data:`FILLER_WORDS`: greetings and generic words such as "like",
-"really", "movie", which would otherwise be the top PMI partner of every rare word). Ids start at 1; 0 is CRSLab's ``pad_word`` and belongs to no word.
+"really", "movie", which would otherwise be the top PMI partner of every rare word).
+Ids start at 1; 0 is CRSLab's ``pad_word`` and belongs to no word.
 """
 from __future__ import annotations
 
