@@ -26,24 +26,27 @@ def _dense_knn_edges(x, ids, k, missing=None):
     return edges
 
 
+@pytest.mark.parametrize("method", ["tiles", "rows"])
 @pytest.mark.parametrize("block_size", [1, 7, 64])
-def test_blockwise_equals_dense(block_size):
+def test_blockwise_equals_dense(block_size, method):
     torch.manual_seed(0)
     x = torch.randn(40, 6)
     ids = list(range(100, 140))
     missing = torch.zeros(40, dtype=torch.bool)
     missing[[2, 17]] = True
-    graph = build_knn_graph(x, ids, 150, k=4, missing_mask=missing, block_size=block_size, show_progress=False)
+    graph = build_knn_graph(x, ids, 150, k=4, missing_mask=missing, block_size=block_size, show_progress=False,
+                            method=method)
     expected = _dense_knn_edges(x, ids, 4, missing.tolist())
     got = _edge_set(graph)
     assert got.keys() == expected.keys()
     assert all(abs(got[e] - expected[e]) < 1e-5 for e in got)
 
 
-def test_topk_matches_dense_indices():
+@pytest.mark.parametrize("method,block_size", [("tiles", 4), ("tiles", 2), ("tiles", 25), ("rows", 4)])
+def test_topk_matches_dense_indices(method, block_size):
     torch.manual_seed(1)
     x = torch.randn(25, 5)
-    idx, sims = topk_neighbours(x, 3, block_size=4)
+    idx, sims = topk_neighbours(x, 3, block_size=block_size, method=method)
     xn = torch.nn.functional.normalize(x, dim=1)
     dense = xn @ xn.T
     dense.fill_diagonal_(-float("inf"))
@@ -76,6 +79,8 @@ def test_knn_is_deterministic():
     x = torch.randn(50, 4)
     a = build_knn_graph(x, list(range(50)), 50, k=3, show_progress=False)
     b = build_knn_graph(x.clone(), list(range(50)), 50, k=3, block_size=5, show_progress=False)
+    c = build_knn_graph(x.clone(), list(range(50)), 50, k=3, block_size=9, show_progress=False, method="rows")
+    assert torch.equal(a.edge_index, c.edge_index) and torch.allclose(a.edge_weight, c.edge_weight)
     assert torch.equal(a.edge_index, b.edge_index) and torch.allclose(a.edge_weight, b.edge_weight)
 
 

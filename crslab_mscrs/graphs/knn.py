@@ -11,9 +11,9 @@ which is the same from both directions, so the union needs no tie-break; edges w
 cosine is <= ``min_similarity`` (default 0) are dropped, because LightGCN's degree
 normalisation needs non-negative weights. ``weight="binary"`` gives every kept edge 1.
 
-Memory: rows are processed in blocks; only a ``block_size x N`` similarity block and the
-running ``N x k`` result exist at once, never the N x N matrix. ``block_size`` defaults
-to what fits ``block_memory_mb`` of float32.
+Memory: similarities are computed in blocks (see :func:`topk_neighbours`); only one
+block/tile and the running ``N x k`` result exist at once, never the N x N matrix.
+``block_size`` defaults to what fits ``block_memory_mb``.
 """
 from __future__ import annotations
 
@@ -27,21 +27,33 @@ from crslab_mscrs.graphs.cooccurrence import Graph, sort_edges
 
 def topk_neighbours(features: torch.Tensor, k: int, block_size: Optional[int] = None,
                     block_memory_mb: float = 256.0, device: Optional[str] = None,
-                    show_progress: bool = False) -> tuple:
+                    show_progress: bool = False, method: str = "tiles") -> tuple:
     """Blockwise exact top-k cosine neighbours (self excluded) of every row.
 
+    ``method="rows"``: one ``block x N`` similarity block per row block (N^2 d flops).
+    ``method="tiles"`` (default): only tiles (I, J) with J >= I are multiplied; a tile
+    updates the running top-k of the rows of I (with S) and of J (with S^T), halving the
+    flops; memory is one ``block x block`` tile plus the ``N x k`` running result.
     Returns ``(indices LongTensor[N, k'], similarities FloatTensor[N, k'])`` with
-    ``k' = min(k, N - 1)``, neighbours in descending similarity (ties: lower index first
-    as returned by ``torch.topk``). Rows must be non-zero.
+    ``k' = min(k, N - 1)``, neighbours in descending similarity. Rows must be non-zero.
     """
-    from tqdm.auto import tqdm
-
     n = features.shape[0]
     k_eff = min(int(k), n - 1)
     if k_eff <= 0:
         return torch.zeros(n, 0, dtype=torch.long), torch.zeros(n, 0)
     dev = torch.device(device) if device else features.device
     x = torch.nn.functional.normalize(features.float(), dim=1).to(dev)
+    if method == "rows":
+        return _topk_rows(x, k_eff, block_size, block_memory_mb, show_progress)
+    if method == "tiles":
+        return _topk_tiles(x, k_eff, block_size, block_memory_mb, show_progress)
+    raise ValueError(f"method must be 'tiles' or 'rows', got {method!r}")
+
+
+def _topk_rows(x, k_eff, block_size, block_memory_mb, show_progress):
+    from tqdm.auto import tqdm
+
+    n, dev = x.shape[0], x.device
     if block_size is None:
         block_size = max(1, int(block_memory_mb * 2**20 // (4 * n)))
     block_size = min(block_size, n)
@@ -59,11 +71,49 @@ def topk_neighbours(features: torch.Tensor, k: int, block_size: Optional[int] = 
     return out_idx, out_sim
 
 
+def _merge(best_val, best_idx, new_val, new_idx, k):
+    vals = torch.cat([best_val, new_val], dim=1)
+    idx = torch.cat([best_idx, new_idx], dim=1)
+    top_vals, pos = torch.topk(vals, k, dim=1)
+    return top_vals, torch.gather(idx, 1, pos)
+
+
+def _topk_tiles(x, k_eff, block_size, block_memory_mb, show_progress):
+    from tqdm.auto import tqdm
+
+    n, dev = x.shape[0], x.device
+    if block_size is None:  # a tile and its transpose's top-k buffers within the budget
+        block_size = max(k_eff + 1, int(math.sqrt(block_memory_mb * 2**20 / 8)))
+    block_size = min(block_size, n)
+    best_val = torch.full((n, k_eff), -math.inf, device=dev)
+    best_idx = torch.full((n, k_eff), -1, dtype=torch.long, device=dev)
+    starts = list(range(0, n, block_size))
+    bar = tqdm(total=len(starts) * (len(starts) + 1) // 2, desc="kNN tiles", disable=not show_progress)
+    for bi, i0 in enumerate(starts):
+        i1 = min(i0 + block_size, n)
+        for j0 in starts[bi:]:
+            j1 = min(j0 + block_size, n)
+            tile = x[i0:i1] @ x[j0:j1].T
+            if i0 == j0:
+                tile.fill_diagonal_(-math.inf)
+            kk = min(k_eff, j1 - j0)
+            vals, cols = torch.topk(tile, kk, dim=1)
+            best_val[i0:i1], best_idx[i0:i1] = _merge(best_val[i0:i1], best_idx[i0:i1], vals, cols + j0, k_eff)
+            if i0 != j0:
+                kk = min(k_eff, i1 - i0)
+                vals, rows = torch.topk(tile.T, kk, dim=1)
+                best_val[j0:j1], best_idx[j0:j1] = _merge(best_val[j0:j1], best_idx[j0:j1], vals, rows + i0, k_eff)
+            bar.update(1)
+            del tile
+    bar.close()
+    return best_idx.cpu(), best_val.float().cpu()
+
+
 def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: int, k: int,
                     missing_mask: Optional[torch.Tensor] = None, weight: str = "cosine",
                     min_similarity: float = 0.0, block_size: Optional[int] = None,
                     block_memory_mb: float = 256.0, device: Optional[str] = None,
-                    show_progress: bool = True) -> Graph:
+                    show_progress: bool = True, method: str = "tiles") -> Graph:
     """Symmetric kNN graph over items, in the entity id space (see module docstring).
 
     Args:
@@ -94,7 +144,7 @@ def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: 
     zero = features.norm(dim=1) == 0
     valid = torch.nonzero(~missing & ~zero).flatten()
 
-    idx, sims = topk_neighbours(features[valid], k, block_size, block_memory_mb, device, show_progress)
+    idx, sims = topk_neighbours(features[valid], k, block_size, block_memory_mb, device, show_progress, method)
     src = valid.repeat_interleave(idx.shape[1])
     dst = valid[idx.flatten()]
     w = sims.flatten()
@@ -117,6 +167,6 @@ def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: 
     edge_index, edge_weight = sort_edges(edge_index, merged, num_nodes)
     stats = {"items": n_items, "items_used": int(len(valid)), "items_missing": int(missing.sum()),
              "zero_vectors": int((zero & ~missing).sum()), "k": int(k), "k_effective": int(idx.shape[1]),
-             "weight": weight, "min_similarity": min_similarity if weight == "cosine" else None,
+             "method": method, "weight": weight, "min_similarity": min_similarity if weight == "cosine" else None,
              "directed_edges_dropped_by_min_similarity": dropped, "symmetrisation": "union"}
     return Graph(edge_index, edge_weight, int(num_nodes), stats)
