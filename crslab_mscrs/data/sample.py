@@ -88,6 +88,12 @@ def sample_data_root(dest: Optional[Path] = None, sample_dir: Path = SAMPLE_DIR)
     _write_markers(staging, manifest)
     (staging / HASH_STAMP).write_text(wanted + "\n", encoding="utf-8")
     if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(staging, dest)
+        shutil.rmtree(dest, ignore_errors=True)
+    try:
+        os.replace(staging, dest)
+    except OSError:
+        # another process put a copy there first: fine if it is the same sample
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == wanted):
+            raise
     return dest
