@@ -18,6 +18,8 @@ Method (documented, deterministic):
    never linked: "it", "love", "the best" are words, not ``It_(novel)``/``The_Best_(band)``.
 4. **Matching.** Lower-cased token n-grams (n = max..1), longest match first, left to
    right, non-overlapping; each linked URI is reported once per utterance, in order.
+   A name owned through a non-genre disambiguation (rank 3: ``Growing_Up_(1983_film)``)
+   only matches when the text capitalises every word ("Growing Up", not "growing up").
 
 Movies are excluded (``exclude_ids``): they are linked through ReDial's ``@id`` mentions.
 """
@@ -39,6 +41,7 @@ love loved good great nice cool awesome fun funny best better bad well really pr
 kind type sort favorite favourite recommend recommendation suggestion suggestions time
 today tonight night day days year years old new one two three lot lots think thought
 know guess maybe actually definitely probably enjoy enjoyed heard hear look looking
+friend friends world dark people life
 """.split())
 
 
@@ -118,6 +121,7 @@ class EntityLinker:
                 if words not in best or key < best[words][0]:
                     best[words] = (key, uri)
         self.name_to_uri: Dict[Tuple[str, ...], str] = {w: uri for w, (_, uri) in best.items()}
+        self._needs_capitals = {w for w, (key, _) in best.items() if key[0] == 3}
         self.max_ngram = max((len(w) for w in self.name_to_uri), default=0)
         self.stats = LinkStats()
 
@@ -132,7 +136,11 @@ class EntityLinker:
         while i < len(lowered):
             step = 1
             for n in range(min(self.max_ngram, len(lowered) - i), 0, -1):
-                uri = self.name_to_uri.get(tuple(lowered[i:i + n]))
+                words = tuple(lowered[i:i + n])
+                uri = self.name_to_uri.get(words)
+                if uri is not None and words in self._needs_capitals and \
+                        not all(tok[:1].isupper() for tok in tokens[i:i + n]):
+                    uri = None
                 if uri is not None:
                     self.stats.mentions += 1
                     self.stats.per_entity[uri] += 1
