@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> dict:
     if capture is not None:
         write_outputs(capture, dataset.test_data, opt.get("rankings_out"), opt.get("metrics_out"),
                       extra={"model": opt.get("model"), "dataset": opt["dataset"], "seed": opt["seed"],
-                             "wall_time_s": round(time.time() - started, 1)})
+                             "scale": opt.get("scale", 1), "wall_time_s": round(time.time() - started, 1)},
+                      scale=float(opt.get("scale", 1)))
         return capture.metrics
     return {}
 

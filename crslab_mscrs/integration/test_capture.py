@@ -15,6 +15,7 @@ one turn share the context, so the first row's ranking is the turn's ranking.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -23,14 +24,18 @@ import torch
 RANKING_DEPTH = 100
 
 
-def recommendation_row_tags(dataset) -> List[Tuple[str, int]]:
-    """(conv_id, turn_index) of each row CRSLab's rec dataloaders build from ``dataset``."""
+def recommendation_row_tags(dataset, scale: float = 1.0) -> List[Tuple[str, int]]:
+    """(conv_id, turn_index) of each row CRSLab's rec dataloaders build from ``dataset``.
+
+    ``scale`` mirrors CRSLab's ``scale`` option, which keeps the first
+    ``ceil(len(rows) * scale)`` rows after processing.
+    """
     tags = []
     for sample in dataset:
         if sample.get("role") == "Recommender":
             for _ in sample.get("items", []):
                 tags.append((sample.get("conv_id"), sample.get("turn_index")))
-    return tags
+    return tags[:math.ceil(len(tags) * scale)]
 
 
 class TestCapture:
@@ -105,10 +110,10 @@ def attach_test_capture(system, item_ids) -> TestCapture:
 
 
 def write_outputs(capture: TestCapture, test_dataset, rankings_out=None, metrics_out=None,
-                  extra: Optional[dict] = None) -> None:
+                  extra: Optional[dict] = None, scale: float = 1.0) -> None:
     """Write rankings.jsonl / metrics.json for a finished run (each only when requested)."""
     if rankings_out:
-        rows = capture.turn_rankings(recommendation_row_tags(test_dataset))
+        rows = capture.turn_rankings(recommendation_row_tags(test_dataset, scale))
         path = Path(rankings_out)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
