@@ -201,7 +201,8 @@ class PromptCRS(nn.Module):
         mask = batch["attention_mask"]
         if not bool(mask[:, -1].all()):
             raise ValueError("rec/pretrain batches must be LEFT padded: attention_mask[:, -1] must be 1.")
-        output = self.lm(**prefixed_lm_inputs(batch["input_ids"], mask, prefix), output_hidden_states=True)
+        output = self.lm(**prefixed_lm_inputs(batch["input_ids"], mask, prefix), output_hidden_states=True,
+                         logits_to_keep=1)  # the LM head is not needed for scoring
         return output.hidden_states[-1][:, -1]
 
     def _add_contrastive(self, loss: Optional[torch.Tensor], contrastive: Optional[torch.Tensor]):

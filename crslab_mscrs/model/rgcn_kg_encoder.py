@@ -10,10 +10,17 @@ as used by UniCRS (KDD 2022) and MSCRS (SIGIR 2025, section 3.2)::
 authors' code feeds an identity matrix, bug 9 of the design). Relation ids are remapped to
 0..R-1 and the layer has exactly R relations (the authors' ids start at 1 while
 num_relations = R, dropping the last relation: bug 3).
+
+Parameters live in a PyG ``RGCNConv`` (same layout, same initialisation). Its forward
+multiplies ALL n rows by W_r for every relation (R dense [n, d] x [d, d] products: about
+660 GFLOP per step for ReDial's 64k entities and 35 relations). The default forward
+(``row_sparse=True``) computes the same function but transforms only the (relation, target)
+pairs that receive messages (168k rows for ReDial, ~13x fewer FLOPs); it is tested equal to
+``RGCNConv.forward``, which stays available with ``row_sparse=False``.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence, Tuple
+from typing import Iterable, List, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -44,6 +51,31 @@ def kg_edges_to_tensors(edges: Iterable[Sequence[int]], n_entity: int
     return triples[:, :2].t().contiguous(), edge_type, int(relation_ids.numel())
 
 
+def _relation_mean_aggregation(edge_index: torch.Tensor, edge_type: torch.Tensor, n_entity: int,
+                               num_relations: int) -> Tuple[torch.Tensor, torch.Tensor, List[Tuple[int, int, int]]]:
+    """Sparse mean aggregation per (relation, target) pair.
+
+    Returns ``aggregation [pairs, n_entity]`` (row p = mean over the sources of pair p), the
+    target entity of each pair, and ``(relation, start, end)`` row segments (pairs are sorted by
+    relation, then target).
+    """
+    source, target = edge_index
+    pair_key = edge_type * n_entity + target
+    pair_keys, pair_row = torch.unique(pair_key, sorted=True, return_inverse=True)
+    degree = torch.bincount(pair_row, minlength=pair_keys.numel()).float()
+    values = 1.0 / degree[pair_row]
+    aggregation = torch.sparse_coo_tensor(torch.stack([pair_row, source]), values,
+                                          (pair_keys.numel(), n_entity), check_invariants=True).coalesce()
+    pair_relation, pair_target = pair_keys // n_entity, pair_keys % n_entity
+    counts = torch.bincount(pair_relation, minlength=num_relations).tolist()
+    segments, start = [], 0
+    for relation, count in enumerate(counts):
+        if count:
+            segments.append((relation, start, start + count))
+        start += count
+    return aggregation, pair_target, segments
+
+
 class RGCNKGEncoder(nn.Module):
     """Learned entity table refined by one basis-decomposed R-GCN layer, with residual.
 
@@ -54,10 +86,11 @@ class RGCNKGEncoder(nn.Module):
         edge_type: ``[E]`` relation ids in 0..num_relations-1.
         num_relations: R.
         num_bases: number of bases of the decomposition (paper: 8).
+        row_sparse: use the row-sparse forward (same function as ``RGCNConv``, fewer FLOPs).
     """
 
     def __init__(self, n_entity: int, dim: int, edge_index: torch.Tensor, edge_type: torch.Tensor,
-                 num_relations: int, num_bases: int = 8):
+                 num_relations: int, num_bases: int = 8, row_sparse: bool = True):
         super().__init__()
         if edge_type.numel() and (int(edge_type.min()) < 0 or int(edge_type.max()) >= num_relations):
             raise ValueError(f"edge_type must lie in 0..{num_relations - 1} (got "
@@ -68,6 +101,11 @@ class RGCNKGEncoder(nn.Module):
         # Graph structure comes from the data, not from training: kept out of the state_dict.
         self.register_buffer("edge_index", edge_index.long(), persistent=False)
         self.register_buffer("edge_type", edge_type.long(), persistent=False)
+        self.row_sparse = row_sparse
+        aggregation, pair_target, self.relation_segments = _relation_mean_aggregation(
+            edge_index.long(), edge_type.long(), n_entity, num_relations)
+        self.register_buffer("aggregation", aggregation, persistent=False)
+        self.register_buffer("pair_target", pair_target, persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -77,7 +115,26 @@ class RGCNKGEncoder(nn.Module):
     def forward(self) -> torch.Tensor:
         """Return e0 = RGCN(E) + E, shape [n_entity, dim]."""
         table = self.entity_embedding
-        return self.conv(table, self.edge_index, self.edge_type) + table
+        if not self.row_sparse:
+            return self.conv(table, self.edge_index, self.edge_type) + table
+        return self._row_sparse_conv(table) + table
+
+    def _row_sparse_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """``RGCNConv.forward`` (mean aggregation, root weight, bias), transforming only rows with messages."""
+        conv = self.conv
+        weight = (conv.comp @ conv.weight.view(conv.num_bases, -1)).view(self.num_relations, self.dim, -1)
+        out = x @ conv.root
+        if conv.bias is not None:
+            out = out + conv.bias
+        if not self.relation_segments:
+            return out
+        aggregated = torch.sparse.mm(self.aggregation.to(x.dtype), x)  # [pairs, d]: mean_{j in N_r(i)} x_j
+        # split (not slicing): its backward concatenates the chunk gradients instead of
+        # scattering each into a zero [pairs, d] tensor (35 full-size fills for ReDial)
+        chunks = aggregated.split([end - start for _, start, end in self.relation_segments])
+        transformed = torch.cat([chunk @ weight[relation]
+                                 for chunk, (relation, _, _) in zip(chunks, self.relation_segments)])
+        return out.index_add(0, self.pair_target, transformed)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(n_entity={self.n_entity}, dim={self.dim}, "
