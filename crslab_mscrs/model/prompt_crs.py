@@ -11,6 +11,8 @@ One module for all stages (MSCRS, SIGIR 2025, sections 3.5-3.7; UniCRS, KDD 2022
   (``labels`` -100 elsewhere; padding is ignored as well, bug 8).
 - :meth:`generate`: greedy / beam / top-p decoding with no-repeat n-grams; the prefix is rebuilt
   for every call.
+- optional (``use_demonstrations``): retrieved demonstrations as extra conversation prompt
+  vectors (:mod:`crslab_mscrs.model.demonstrations`).
 
 The LM and the text encoder are frozen (``requires_grad=False``) and kept in eval mode even
 when the module trains (no dropout noise in frozen parts). Batch keys are those of the
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from crslab_mscrs.model.decoding import decode
+from crslab_mscrs.model.demonstrations import DemonstrationEncoder
 from crslab_mscrs.model.entity_encoder import MultimodalEntityEncoder
 from crslab_mscrs.model.graph_files import GRAPH_FILES, check_entity_space, read_graph_file, to_item_space
 from crslab_mscrs.model.loading import load_causal_lm, load_text_encoder
@@ -53,6 +56,7 @@ class PromptCRSConfig:
     n_prefix_conv: int = 20
     contrastive_weight: float = 0.0
     contrastive_temperature: float = 0.07
+    use_demonstrations: bool = False        # retrieved demonstrations as extra conv prompt vectors
 
     @classmethod
     def from_opt(cls, opt: Mapping) -> "PromptCRSConfig":
@@ -138,6 +142,10 @@ class PromptCRS(nn.Module):
         self.prompt_encoder = PromptEncoder(text_encoder.config.hidden_size, self.geometry,
                                             config.n_prefix_rec, config.n_prefix_conv,
                                             config.contrastive_temperature)
+        self.demonstration_encoder = None
+        if config.use_demonstrations:
+            self.demonstration_encoder = DemonstrationEncoder(text_encoder.config.hidden_size,
+                                                              self.geometry.hidden_size)
         n_entity = entity_encoder.kg_encoder.n_entity
         item_ids = torch.as_tensor(item_ids, dtype=torch.long)
         if item_ids.numel() == 0 or int(item_ids.max()) >= n_entity or int(item_ids.min()) < 0:
@@ -194,8 +202,20 @@ class PromptCRS(nn.Module):
         entity_embeds = F.embedding(entity_ids, entity_table)
         entity_mask = batch["entity_mask"].bool() if "entity_mask" in batch else entity_ids != 0
         with_contrastive = self.training and self.config.contrastive_weight > 0
+        extra, extra_mask = self._demonstrations(batch) if task == "conv" else (None, None)
         return self.prompt_encoder(token_states, batch["prompt_attention_mask"], entity_embeds, entity_mask,
-                                   task, with_contrastive)
+                                   task, with_contrastive, extra, extra_mask)
+
+    def _demonstrations(self, batch: Batch):
+        """Extra conv prompt vectors from retrieved demonstrations (``use_demonstrations``)."""
+        if self.demonstration_encoder is None:
+            return None, None
+        if "demo_input_ids" not in batch:
+            raise KeyError("`use_demonstrations: true` but the batch has no demo_input_ids / demo_attention_mask "
+                           "(the data loader must add retrieved demonstrations).")
+        demo_mask = batch["demo_attention_mask"]
+        extra = self.demonstration_encoder(self.text_encoder, batch["demo_input_ids"], demo_mask)
+        return extra, batch.get("demo_mask", demo_mask.bool().any(-1))
 
     def _last_hidden(self, batch: Batch, prefix: PrefixKeyValues) -> torch.Tensor:
         mask = batch["attention_mask"]

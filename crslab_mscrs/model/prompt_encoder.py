@@ -84,7 +84,8 @@ class PromptEncoder(nn.Module):
 
     def forward(self, token_states: torch.Tensor, token_mask: torch.Tensor,
                 entity_embeds: torch.Tensor, entity_mask: torch.Tensor, task: str,
-                with_contrastive: bool = False) -> PromptOutput:
+                with_contrastive: bool = False, extra_prompt: Optional[torch.Tensor] = None,
+                extra_mask: Optional[torch.Tensor] = None) -> PromptOutput:
         """Build the prefix for ``task`` in ``("pretrain", "rec", "conv")``.
 
         Args:
@@ -92,6 +93,8 @@ class PromptEncoder(nn.Module):
             token_mask: ``[B, Lt]`` True/1 on real tokens.
             entity_embeds: ``[B, Le, H]`` fused entity embeddings of the context entities.
             entity_mask: ``[B, Le]`` True on real entities.
+            extra_prompt, extra_mask: optional ``[B, K, H]`` extra prompt vectors (retrieved
+                demonstrations) and their mask, placed between the task prefix and the prompt.
         """
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
@@ -107,6 +110,11 @@ class PromptEncoder(nn.Module):
             weights = torch.softmax(scores, dim=1).nan_to_num(0.0)  # entities attend over tokens
             prompt, prompt_mask = weights.transpose(1, 2) @ tokens + entity_embeds, entity_mask
         prompt = prompt * prompt_mask.unsqueeze(-1).to(prompt.dtype)
+        if extra_prompt is not None:
+            extra_mask = extra_mask.bool() if extra_mask is not None else \
+                torch.ones(extra_prompt.shape[:2], dtype=torch.bool, device=prompt.device)
+            prompt = torch.cat([extra_prompt * extra_mask.unsqueeze(-1).to(prompt.dtype), prompt], dim=1)
+            prompt_mask = torch.cat([extra_mask, prompt_mask], dim=1)
         prompt = self.prompt_mlp(prompt)
         if task in self.task_prefix:
             batch = prompt.size(0)
