@@ -73,7 +73,7 @@ def _expected_rec_samples(conversations_turns):
     return turns, pairs
 
 
-def _check_crslab_load(dataset_cls, expected_rec, vocab_checks=True):
+def _check_crslab_load(dataset_cls, expected_rec, report):
     from crslab.data.dataloader.kbrd import KBRDDataLoader
     from crslab.data.dataloader.kgsf import KGSFDataLoader
 
@@ -83,6 +83,7 @@ def _check_crslab_load(dataset_cls, expected_rec, vocab_checks=True):
         rec = [s for s in samples if s["role"] == "Recommender" and s["items"]]
         assert len(rec) == turns, split
         assert sum(len(s["items"]) for s in rec) == pairs, split
+        assert (report.splits[split].crslab_rec_turns, report.splits[split].crslab_rec_pairs) == (turns, pairs)
         kgsf = KGSFDataLoader(LOADER_OPT, samples, dataset.vocab)
         assert sum(len(b[3]) for b in kgsf.get_rec_data(64, shuffle=False)) == pairs
         context, entities, words, response = next(iter(kgsf.get_conv_data(8, shuffle=False)))
@@ -159,7 +160,7 @@ def test_redial_slice_matches_raw_and_loads_in_crslab(redial_slice, no_download,
     assert report.entity_kg["pad_entity_id_0"] is None  # no URI owns CRSLab's pad id 0
     assert report.word_graph["source"] == "train_pmi"
     data_root_at(root)
-    dataset = _check_crslab_load(ReDialDataset, expected)
+    dataset = _check_crslab_load(ReDialDataset, expected, report)
     assert dataset.vocab["tok2ind"]["__unk__"] == 3 and dataset.vocab["n_entity"] == 64363
 
 
@@ -210,5 +211,5 @@ def test_inspired_slice_matches_raw_and_loads_in_crslab(tmp_path, no_download, d
     assert lines and all(len(line.split("\t")) == 3 for line in lines)
     assert not any(line.split("\t")[1] == "self_loop" for line in lines)
     data_root_at(tmp_path)
-    _check_crslab_load(InspiredDataset, expected)
+    _check_crslab_load(InspiredDataset, expected, report)
     assert (tmp_path / "model/kgsf/Inspired/.built").read_text().split("\n")[1] == "0.1"

@@ -46,7 +46,7 @@ def test_surface_names_and_linking_prefers_canonical_and_skips_stop_words():
     found = linker.link(text.split())
     assert found == ["<http://dbpedia.org/resource/Tom_Hanks>", "<http://dbpedia.org/resource/Horror_film>",
                      "<http://dbpedia.org/resource/Drama>"]
-    assert linker.stats.mentions == 3 and linker.stats.utterances == 1
+    assert linker.stats.mentions == 3 and linker.stats.texts == 1
     growing_up = {R.format("Growing_Up_(1983_film)"): 1}
     assert EntityLinker(growing_up).link("kids growing up".split()) == []
     assert EntityLinker(growing_up).link("I saw Growing Up".split()) == [R.format("Growing_Up_(1983_film)")]

@@ -81,15 +81,15 @@ def _is_stop_name(name: str, stop_words: frozenset) -> bool:
 @dataclass
 class LinkStats:
     """Counters reported in ``build_report.json``."""
-    utterances: int = 0
-    utterances_with_entity: int = 0
+    texts: int = 0  # token lists scanned (ReDial: message text between movie mentions)
+    texts_with_entity: int = 0
     mentions: int = 0
     per_entity: Counter = field(default_factory=Counter)
 
     def as_dict(self, top: int = 15) -> dict:
         return {
-            "utterances_scanned": self.utterances,
-            "utterances_with_entity": self.utterances_with_entity,
+            "texts_scanned": self.texts,
+            "texts_with_entity": self.texts_with_entity,
             "entity_mentions": self.mentions,
             "distinct_entities": len(self.per_entity),
             "most_linked": [[uri, n] for uri, n in self.per_entity.most_common(top)],
@@ -149,6 +149,6 @@ class EntityLinker:
                     step = n
                     break
             i += step
-        self.stats.utterances += 1
-        self.stats.utterances_with_entity += bool(found)
+        self.stats.texts += 1
+        self.stats.texts_with_entity += bool(found)
         return found

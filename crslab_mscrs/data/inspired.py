@@ -88,6 +88,7 @@ class InspiredConverter:
             counts.entity_mentions += len(entities)
             counts.recommendation_instances += role == "Recommender" and bool(movies)
         counts.conversations += 1
+        counts.add_crslab_view(dialog)
         return {"conv_id": conv_id, "dialog": dialog}
 
 
@@ -100,7 +101,7 @@ def build_inspired(source_root: Path, data_root: Path, options: Optional[BuildOp
     out_dir = inspired_dir(data_root)
     kg = InspiredKG.load(source_root / "inspired" / "kg")
     settings = options.as_dict()
-    settings["valid_fraction"] = None  # INSPIRED ships its own valid split
+    settings["valid_fraction"] = settings["seed"] = None  # INSPIRED ships its own valid split
     report = BuildReport(dataset=CRSLAB_NAME, output_dir=str(out_dir.relative_to(data_root)),
                          settings=settings)
     converter = InspiredConverter(kg.entity2id, report)

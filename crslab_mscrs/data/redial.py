@@ -160,6 +160,7 @@ class RedialConverter:
             counts.entity_mentions += len(entities)
             counts.recommendation_instances += role == RECOMMENDER and bool(movies)
         counts.conversations += 1
+        counts.add_crslab_view(dialog)
         return {"conv_id": str(record["conversationId"]), "dialog": dialog}
 
 

@@ -3,7 +3,10 @@
 Every build prints and saves ``build_report.json`` and ``build_report.txt`` (a short
 table) in the dataset folder. Counted per split: conversations, utterances (one per raw
 message / turn) and recommendation instances (recommender utterances with >= 1 movie
-known to the KG). Unknown movie ids are counted with examples, never dropped silently.
+known to the KG). ``crslab_rec_turns`` / ``crslab_rec_pairs`` count what CRSLab's loaders
+will make of it: consecutive same-role utterances merged, the first turn dropped (it has
+no context), recommender turns with >= 1 movie, and (turn, movie) training pairs.
+Unknown movie ids are counted with examples, never dropped silently.
 """
 from __future__ import annotations
 
@@ -23,6 +26,21 @@ class SplitCounts:
     recommendation_instances: int = 0
     movie_mentions: int = 0
     entity_mentions: int = 0
+    crslab_rec_turns: int = 0
+    crslab_rec_pairs: int = 0
+
+    def add_crslab_view(self, dialog: List[dict]) -> None:
+        """Count the recommendation samples CRSLab's ReDial/INSPIRED loaders derive."""
+        merged: List[list] = []
+        for utt in dialog:
+            if merged and merged[-1][0] == utt["role"]:
+                merged[-1][1] += len(utt["movies"])
+            else:
+                merged.append([utt["role"], len(utt["movies"])])
+        for role, n_movies in merged[1:]:
+            if role == "Recommender" and n_movies:
+                self.crslab_rec_turns += 1
+                self.crslab_rec_pairs += n_movies
 
 
 @dataclass
@@ -81,10 +99,12 @@ class BuildReport:
     def table(self) -> str:
         """A short fixed-width summary."""
         lines = [f"{self.dataset} -> <data root>/{self.output_dir}",
-                 f"{'split':<6} {'convs':>7} {'utts':>8} {'rec_inst':>9} {'movies':>8} {'entities':>9}"]
+                 f"{'split':<6} {'convs':>7} {'utts':>8} {'rec_inst':>9} {'movies':>8} {'entities':>9} "
+                 f"{'crslab_rec':>11} {'rec_pairs':>10}"]
         for name, c in self.splits.items():
             lines.append(f"{name:<6} {c.conversations:>7} {c.utterances:>8} {c.recommendation_instances:>9} "
-                         f"{c.movie_mentions:>8} {c.entity_mentions:>9}")
+                         f"{c.movie_mentions:>8} {c.entity_mentions:>9} {c.crslab_rec_turns:>11} "
+                         f"{c.crslab_rec_pairs:>10}")
         lines.append(f"items {self.items}  entities {self.entities}  tokens {self.token_vocab_size}  "
                      f"unknown movie mentions {self.unknown_movies.mentions} "
                      f"({len(self.unknown_movies.ids)} ids)")
