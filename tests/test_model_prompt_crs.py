@@ -234,3 +234,13 @@ def test_generation_is_conditioned_on_the_prompt(model):
         with torch.no_grad():
             for p in model.prompt_encoder.prefix_projection.parameters():
                 p.div_(50.0)
+
+
+@torch.no_grad()
+def test_bfloat16_lm_weights(features_dir):
+    model = build(features_dir, lm="tiny-random-llama", lm_dtype="bfloat16").eval()
+    assert model.lm.dtype == torch.bfloat16
+    rec = model.recommend(batch_for(model, "rec"))
+    assert rec.item_scores.dtype == torch.float32 and torch.isfinite(rec.loss)
+    assert torch.isfinite(model.converse(batch_for(model, "conv")).loss)
+    assert model.generate(batch_for(model, "generate"), max_new_tokens=3, num_beams=2).shape[0] == 2

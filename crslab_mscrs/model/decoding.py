@@ -47,7 +47,8 @@ class _PrefixedStepper:
     def __init__(self, lm, input_ids, attention_mask, prefix):
         kwargs = prefixed_lm_inputs(input_ids, attention_mask, prefix)
         self.lm = lm
-        output = lm(**kwargs, use_cache=True) if "cache" not in kwargs else lm(**kwargs)
+        kwargs.update(use_cache=True, logits_to_keep=1)  # only the last position's logits are needed
+        output = lm(**kwargs)
         self.cache = output.cache
         self.logits = output.logits[:, -1].float()
         self.mask = kwargs["attention_mask"]
@@ -57,7 +58,8 @@ class _PrefixedStepper:
         self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.size(0), 1)], dim=1)
         self.positions = self.positions + 1
         output = self.lm(input_ids=tokens.unsqueeze(1), attention_mask=self.mask,
-                         position_ids=self.positions.unsqueeze(1), cache=self.cache, use_cache=True)
+                         position_ids=self.positions.unsqueeze(1), cache=self.cache, use_cache=True,
+                         logits_to_keep=1)
         self.cache = output.cache
         self.logits = output.logits[:, -1].float()
         return self.logits

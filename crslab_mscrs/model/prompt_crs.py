@@ -203,8 +203,12 @@ class PromptCRS(nn.Module):
         entity_mask = batch["entity_mask"].bool() if "entity_mask" in batch else entity_ids != 0
         with_contrastive = self.training and self.config.contrastive_weight > 0
         extra, extra_mask = self._demonstrations(batch) if task == "conv" else (None, None)
-        return self.prompt_encoder(token_states, batch["prompt_attention_mask"], entity_embeds, entity_mask,
-                                   task, with_contrastive, extra, extra_mask)
+        prompt = self.prompt_encoder(token_states, batch["prompt_attention_mask"], entity_embeds, entity_mask,
+                                     task, with_contrastive, extra, extra_mask)
+        lm_dtype = self.lm.dtype  # e.g. a bfloat16 LM (lm_dtype): the cached keys must match its own
+        prefix = prompt.prefix
+        prompt.prefix = PrefixKeyValues(prefix.keys.to(lm_dtype), prefix.values.to(lm_dtype), prefix.mask)
+        return prompt
 
     def _demonstrations(self, batch: Batch):
         """Extra conv prompt vectors from retrieved demonstrations (``use_demonstrations``)."""
@@ -223,7 +227,7 @@ class PromptCRS(nn.Module):
             raise ValueError("rec/pretrain batches must be LEFT padded: attention_mask[:, -1] must be 1.")
         output = self.lm(**prefixed_lm_inputs(batch["input_ids"], mask, prefix), output_hidden_states=True,
                          logits_to_keep=1)  # the LM head is not needed for scoring
-        return output.hidden_states[-1][:, -1]
+        return output.hidden_states[-1][:, -1].float()
 
     def _add_contrastive(self, loss: Optional[torch.Tensor], contrastive: Optional[torch.Tensor]):
         if loss is None or contrastive is None:
@@ -243,7 +247,7 @@ class PromptCRS(nn.Module):
         table = self.entity_table() if entity_table is None else entity_table
         prompt = self._prompt(batch, table, task)
         hidden = self._last_hidden(batch, prompt.prefix)
-        entity_scores = hidden @ table.t()
+        entity_scores = hidden.to(table.dtype) @ table.t()
         item_scores = entity_scores.index_select(1, self.item_ids)
         loss = None
         labels = batch.get("labels")
