@@ -86,9 +86,18 @@ class FeaturePipeline:
         return Path(explicit) if explicit else self._kg_file("entity2id.json")
 
     def item_ids_path(self) -> Path:
+        """Explicit path > built dataset's ``movie_ids.json`` (same entity2id) > shared KG list.
+
+        The built dataset's item set is what the recommender scores over (INSPIRED's builder
+        extends the KG's 1,123 items to every movie mentioned in the dialogues), so features
+        must cover it.
+        """
         explicit = self.cfg["inputs"]["item_ids"]
         if explicit:
             return Path(explicit)
+        built = self.dataset_dir / "movie_ids.json"
+        if built.is_file() and self.check_built_dataset_ids():
+            return built
         return self._kg_file("movie_ids.json" if self.dataset == "redial" else "item_ids.json")
 
     def check_built_dataset_ids(self) -> Optional[str]:
