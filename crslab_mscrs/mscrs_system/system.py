@@ -70,7 +70,10 @@ class MSCRSSystem(BaseSystem):
         seed_everything(self.seed)  # before the model is built: same seed, same initial weights
         super().__init__(opt, train_dataloader, valid_dataloader, test_dataloader, vocab, side_data,
                          False, interact, debug, tensorboard)
-        self.core = find_prompt_crs(self.model)
+        # CRSLab wraps the model in DataParallel on GPU: weights are saved from the bare
+        # module so checkpoints move between CPU and GPU runs
+        self.net = self.model.module if isinstance(self.model, torch.nn.DataParallel) else self.model
+        self.core = find_prompt_crs(self.net)
         self.item_ids = torch.as_tensor(self.core.item_ids).long().cpu()
         for loader in self._loaders():
             loader.attach_tokenizers(self.core.lm_tokenizer, self.core.text_tokenizer)
@@ -138,7 +141,7 @@ class MSCRSSystem(BaseSystem):
 
     def save_model(self):
         """CRSLab's ``-ss``: the final weights (trainable part) to ``<run_dir>/final.pth``."""
-        atomic_save({"version": CHECKPOINT_VERSION, "model": trainable_state(self.model)},
+        atomic_save({"version": CHECKPOINT_VERSION, "model": trainable_state(self.net)},
                     self.run_dir / "final.pth")
         logger.info(f"[Saved final weights to {self.run_dir / 'final.pth'}]")
 
@@ -189,7 +192,7 @@ class MSCRSSystem(BaseSystem):
             if checkpoint is None:
                 logger.warning(f"[resume requested but {self.run_dir / 'last.pth'} does not exist: starting fresh]")
             else:
-                load_trainable_state(self.model, checkpoint["model"], str(self.run_dir / "last.pth"))
+                load_trainable_state(self.net, checkpoint["model"], str(self.run_dir / "last.pth"))
                 self.results = checkpoint.get("results", {})
                 logger.info(f"[Resuming {self.run_dir}: finished stages {checkpoint['completed']}, "
                             f"current {checkpoint.get('current')}]")
@@ -236,7 +239,7 @@ class MSCRSSystem(BaseSystem):
             if improved:
                 progress["best_value"], progress["best_epoch"] = value, epoch
                 atomic_save({"version": CHECKPOINT_VERSION, "stage": stage, "epoch": epoch, "valid": value,
-                             "model": trainable_state(self.model)}, self.run_dir / f"{stage}_best.pth")
+                             "model": trainable_state(self.net)}, self.run_dir / f"{stage}_best.pth")
                 logger.info(f"[{stage}: new best on valid ({value:.4f}) at epoch {epoch}]")
             progress["epoch_done"] = epoch
             self._save_last(completed, progress)
@@ -249,7 +252,7 @@ class MSCRSSystem(BaseSystem):
 
     def _save_last(self, completed: List[str], progress: Optional[dict]) -> None:
         atomic_save({"version": CHECKPOINT_VERSION, "completed": list(completed), "current": progress,
-                     "model": trainable_state(self.model),
+                     "model": trainable_state(self.net),
                      "optimizer": self.optimizer.state_dict() if progress else None,
                      "scheduler": self.scheduler.state_dict() if progress else None,
                      "global_step": self._global_step, "rng": capture_rng(), "results": self.results},
@@ -362,7 +365,7 @@ class MSCRSSystem(BaseSystem):
         best_path = self.run_dir / f"{stage}_best.pth"
         best = load_checkpoint_weights(best_path)
         if best is not None:
-            load_trainable_state(self.model, best, str(best_path))
+            load_trainable_state(self.net, best, str(best_path))
         logger.info(f"[{stage}: chosen epoch {progress['best_epoch']} (valid {progress['best_value']})]")
         self.model.eval()
         summary = {"chosen_epoch": progress["best_epoch"], "valid_selection_value": progress["best_value"],
@@ -411,12 +414,12 @@ class MSCRSSystem(BaseSystem):
         if weights is None:
             yield False
             return
-        current = trainable_state(self.model)
-        load_trainable_state(self.model, weights, str(path))
+        current = trainable_state(self.net)
+        load_trainable_state(self.net, weights, str(path))
         try:
             yield True
         finally:
-            load_trainable_state(self.model, current, "in-memory weights")
+            load_trainable_state(self.net, current, "in-memory weights")
 
     @torch.no_grad()
     def generate_replies(self, loader, batch_size: int) -> List[dict]:
@@ -477,7 +480,7 @@ class MSCRSSystem(BaseSystem):
         conv_weights = self.run_dir / "conv_best.pth"
         final = load_checkpoint_weights(conv_weights)
         if final is not None:
-            load_trainable_state(self.model, final, str(conv_weights))
+            load_trainable_state(self.net, final, str(conv_weights))
         else:
             logger.warning(f"[interact: {conv_weights} not found, using the current weights]")
         self.model.eval()
