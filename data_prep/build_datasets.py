@@ -19,7 +19,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default=str(REPO_ROOT.parent / "shared" / "data"),
                         help="folder with redial/ and inspired/ (default: <repo>/../shared/data)")
     parser.add_argument("--data-root", default=None,
@@ -46,7 +47,11 @@ def main(argv=None) -> int:
                            conceptnet_csv=Path(args.conceptnet_csv) if args.conceptnet_csv else None)
     started = time.perf_counter()
     print(f"source {Path(args.source).resolve()} -> data root {data_root}")
-    build_datasets(Path(args.source), data_root, args.datasets.split(","), options)
+    try:
+        build_datasets(Path(args.source), data_root, args.datasets.split(","), options)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"total {time.perf_counter() - started:.1f} s")
     return 0
 

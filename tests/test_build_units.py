@@ -173,3 +173,11 @@ def test_toy_redial_build_reports_malformed_raw_line(tmp_path):
     source = _write_toy_source(tmp_path / "src", train_lines=[good, "{not json", good])
     with pytest.raises(JsonlFormatError, match=r"train_pool\.jsonl:2:"):
         build_redial(source, tmp_path / "data", BuildOptions(), echo=False)
+
+
+def test_build_datasets_rejects_unknown_names_before_building(tmp_path):
+    from crslab_mscrs.data import build_datasets
+
+    with pytest.raises(ValueError, match="bogus"):
+        build_datasets(tmp_path / "no_source", tmp_path / "data", ["redial", "bogus"])
+    assert not (tmp_path / "data").exists()

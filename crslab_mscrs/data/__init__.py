@@ -34,15 +34,14 @@ def build_inspired(source_root, data_root, options: Optional[BuildOptions] = Non
 def build_datasets(source_root, data_root, datasets: Iterable[str] = BUILDERS,
                    options: Optional[BuildOptions] = None, echo: bool = True) -> Dict[str, "BuildReport"]:
     """Build each named dataset (``redial``, ``inspired``); returns ``{name: BuildReport}``."""
+    keys = [name.strip().lower() for name in datasets if name.strip()]
+    unknown = [key for key in keys if key not in BUILDERS]
+    if unknown or not keys:
+        raise ValueError(f"unknown dataset(s) {unknown or keys}; choose from {', '.join(BUILDERS)}")
     reports = {}
-    for name in datasets:
-        key = name.strip().lower()
-        if key == "redial":
-            reports[key] = build_redial(source_root, data_root, options, echo)
-        elif key == "inspired":
-            reports[key] = build_inspired(source_root, data_root, options, echo)
-        else:
-            raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(BUILDERS)}")
+    for key in keys:
+        build = build_redial if key == "redial" else build_inspired
+        reports[key] = build(source_root, data_root, options, echo)
     return reports
 
 
