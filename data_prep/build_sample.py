@@ -16,7 +16,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default=str(REPO_ROOT.parent / "shared" / "data"),
                         help="folder with redial/ and inspired/ (default: <repo>/../shared/data)")
     parser.add_argument("--seed", type=int, default=None, help="seed of ReDial's valid carve")
