@@ -46,8 +46,8 @@ def test_shapes_and_frozen_parts(model):
     pre = model.pretrain(batch_for(model, "pretrain", labels=[7, 2]))
     assert pre.entity_scores.shape == (2, TINY_N_ENTITY) and torch.isfinite(pre.loss)
     conv_batch = batch_for(model, "conv")
-    conv = model.converse(conv_batch)
-    assert conv.logits.shape == (*conv_batch["input_ids"].shape, len(model.lm_tokenizer))
+    conv = model.converse({k: v for k, v in conv_batch.items() if k != "labels"})
+    assert conv.logits.shape == (*conv_batch["input_ids"].shape, len(model.lm_tokenizer)) and conv.loss is None
     assert not any(p.requires_grad for p in model.lm.parameters())
     assert not any(p.requires_grad for p in model.text_encoder.parameters())
     model.train()
@@ -163,13 +163,16 @@ def test_same_seed_same_result_and_state_dict_roundtrip(features_dir):
 def test_conv_loss_covers_response_tokens_only(model):
     """Bug 8: the loss is the CE over the response positions; context/padding never count."""
     batch = batch_for(model, "conv")
+    labels = batch["labels"]
     with torch.no_grad():
         out = model.converse(batch)
-    labels = batch["labels"]
-    logits, targets = out.logits[:, :-1], labels[:, 1:]
+        full_logits = model.converse({k: v for k, v in batch.items() if k != "labels"}).logits
+    assert full_logits.shape[:2] == labels.shape
+    logits, targets = full_logits[:, :-1], labels[:, 1:]
     keep = targets != -100
-    manual = F.cross_entropy(logits[keep], targets[keep])
-    assert torch.allclose(out.loss, manual, atol=1e-5)
+    assert torch.allclose(out.loss, F.cross_entropy(logits[keep], targets[keep]), atol=1e-5)
+    assert out.logits.shape == (int(keep.sum()), full_logits.size(-1))  # logits only where needed
+    assert torch.allclose(out.logits, full_logits[out.logit_mask], atol=1e-5)
     # labelling padding positions (mask 0) does not change the loss either
     padded_labels = labels.clone()
     padded_labels[batch["attention_mask"] == 0] = 5

@@ -80,8 +80,9 @@ class RecOutput:
 @dataclass
 class ConvOutput:
     loss: Optional[torch.Tensor]
-    logits: torch.Tensor                      # [B, L, vocab]
+    logits: torch.Tensor                      # [B, L, vocab] without labels; [N, vocab] (logit_mask) with labels
     contrastive_loss: Optional[torch.Tensor] = None
+    logit_mask: Optional[torch.Tensor] = None  # [B, L] bool: positions whose logits are in `logits`
 
 
 def build_entity_encoder(n_entity: int, entity_kg: Mapping, item_ids: torch.Tensor, lm_hidden: int,
@@ -264,18 +265,26 @@ class PromptCRS(nn.Module):
                          prompt.contrastive_loss)
 
     def converse(self, batch: Batch, entity_table: Optional[torch.Tensor] = None) -> ConvOutput:
-        """LM logits with the conversation prefix; loss on response tokens only (labels != -100)."""
+        """Conversation prefix + LM; loss on response tokens only (labels != -100, padding ignored).
+
+        With ``labels``, logits are computed only where they are needed (``logits_to_keep`` mask),
+        i.e. ``ConvOutput.logits`` is ``[N, V]`` for the N positions with ``logit_mask`` True
+        (position p predicts token p + 1). Without labels: all positions, ``[B, L, V]``.
+        """
         table = self.entity_table() if entity_table is None else entity_table
         prompt = self._prompt(batch, table, "conv")
         mask = batch["attention_mask"]
-        logits = self.lm(**prefixed_lm_inputs(batch["input_ids"], mask, prompt.prefix)).logits
-        loss = None
+        kwargs = prefixed_lm_inputs(batch["input_ids"], mask, prompt.prefix)
         labels = batch.get("labels")
-        if labels is not None:
-            labels = labels.masked_fill(mask == 0, -100)
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(),
-                                   labels[:, 1:].reshape(-1), ignore_index=-100)
-        return ConvOutput(self._add_contrastive(loss, prompt.contrastive_loss), logits, prompt.contrastive_loss)
+        if labels is None:
+            return ConvOutput(None, self.lm(**kwargs).logits, prompt.contrastive_loss)
+        targets = labels[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+        logit_mask = F.pad(targets != -100, (0, 1), value=False)  # [B, L]
+        logits = self.lm(**kwargs, logits_to_keep=logit_mask).logits
+        logits = logits.reshape(-1, logits.size(-1))
+        loss = F.cross_entropy(logits.float(), targets[targets != -100])
+        return ConvOutput(self._add_contrastive(loss, prompt.contrastive_loss), logits, prompt.contrastive_loss,
+                          logit_mask)
 
     @torch.no_grad()
     def generate(self, batch: Batch, max_new_tokens: int = 50, num_beams: int = 1, do_sample: bool = False,
