@@ -281,7 +281,12 @@ class FeaturePipeline:
                 logger.warning(f"{feat_path} missing: {name} graph skipped")
                 report[name] = "skipped: no features"
                 continue
-            data = storage.load_features(feat_path)
+            expected = {"item_ids": self.catalogue().item_ids}
+            if name == "text_knn":
+                expected["descriptions"] = self._path("descriptions.jsonl")
+            else:
+                expected["image_manifest"] = self.image_manifest()
+            data = storage.load_features(feat_path, expected_inputs=expected)  # refuses stale features
             entry = storage.read_manifest(self.out_dir)[file_name]
             params = g[name]
             graph = build_knn_graph(data["features"], data["item_ids"].tolist(), n_entity, params["k"],
