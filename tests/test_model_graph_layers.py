@@ -125,7 +125,8 @@ def _entity_encoder(use):
     text, image = (to_item_space(graphs[key], items) for key in ("use_text_graph", "use_image_graph"))
     return MultimodalEntityEncoder(
         _kg_encoder(), items, output_dim=16,
-        cooccurrence=LightGCNPropagation(cooc["edge_index"], TINY_N_ENTITY, cooc["edge_weight"]) if "c" in use else None,
+        cooccurrence=(LightGCNPropagation(cooc["edge_index"], TINY_N_ENTITY, cooc["edge_weight"])
+                      if "c" in use else None),
         text=LightGCNPropagation(text["edge_index"], 5) if "t" in use else None,
         image=LightGCNPropagation(image["edge_index"], 5) if "v" in use else None,
         lambda_text=0.5, lambda_image=2.0)

@@ -4,7 +4,8 @@ import torch
 
 from crslab_mscrs.model.mscrs import MSCRSModel, UniCRSModel, register
 from crslab_mscrs.model.prompt_crs import ConvOutput, RecOutput
-from crslab_mscrs.model.tiny import single_thread, tiny_batch, tiny_opt, tiny_side_data, tiny_vocab, write_tiny_graph_files
+from crslab_mscrs.model.tiny import (single_thread, tiny_batch, tiny_opt, tiny_side_data, tiny_vocab,
+                                     write_tiny_graph_files)
 
 
 @pytest.fixture(autouse=True, scope="module")

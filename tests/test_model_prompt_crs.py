@@ -65,7 +65,8 @@ def test_padding_entities_and_tokens_change_nothing(model):
         extra = 3
         padded["entity_ids"] = F.pad(batch["entity_ids"], (0, extra), value=0)
         padded["entity_mask"] = F.pad(batch["entity_mask"], (0, extra), value=False)
-        padded["prompt_input_ids"] = F.pad(batch["prompt_input_ids"], (0, extra), value=model.text_tokenizer.pad_token_id)
+        padded["prompt_input_ids"] = F.pad(batch["prompt_input_ids"], (0, extra),
+                                           value=model.text_tokenizer.pad_token_id)
         padded["prompt_attention_mask"] = F.pad(batch["prompt_attention_mask"], (0, extra), value=0)
         out = method(padded)
         if task == "rec":
