@@ -101,6 +101,7 @@ class MSCRSDataLoader(BaseDataLoader):
         self._turns: Optional[List[Turn]] = None
         self._features: Dict[Tuple[str, int], dict] = {}
         self.item_ids: Optional[set] = None
+        self._warned_non_items = False
         if lm_tokenizer is not None and text_tokenizer is not None:
             self.attach_tokenizers(lm_tokenizer, text_tokenizer)
 
@@ -190,7 +191,8 @@ class MSCRSDataLoader(BaseDataLoader):
         rows = [(t.index, item) for t in self.turns if t.is_system for item in t.items]
         if self.item_ids is not None:
             kept = [row for row in rows if row[1] in self.item_ids]
-            if len(kept) < len(rows):
+            if len(kept) < len(rows) and not self._warned_non_items:
+                self._warned_non_items = True
                 logger.warning(f"[rec: {len(rows) - len(kept)} of {len(rows)} training targets are not "
                                "in the item set and were dropped]")
             rows = kept

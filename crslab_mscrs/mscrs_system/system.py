@@ -206,7 +206,17 @@ class MSCRSSystem(BaseSystem):
             self._train_stage(stage, completed, resume_from)
             completed.append(stage)
         self._write_outputs()
+        self._copy_rankings_if_missing()
         return self.results
+
+    def _copy_rankings_if_missing(self) -> None:
+        """A resumed run whose rec stage finished earlier still delivers ``rankings_out``."""
+        import shutil
+
+        source, target = self.run_dir / "rankings.jsonl", self.opt.get("rankings_out")
+        if target and source.is_file() and not Path(target).is_file():
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
 
     def _train_stage(self, stage: str, completed: List[str], checkpoint: Optional[dict]) -> None:
         section = self._section(stage)
