@@ -199,6 +199,20 @@ def test_entity_table_computed_once_per_step(features_dir):
         assert spy.call_count == 2
 
 
+def test_entity_table_cached_without_grad_until_parameters_change(features_dir):
+    model = build(features_dir).eval()
+    encoder = model.entity_encoder
+    with mock.patch.object(type(encoder), "forward", autospec=True, side_effect=type(encoder).forward) as spy:
+        with torch.no_grad():
+            first = model.entity_table()
+            assert model.entity_table() is first and spy.call_count == 1
+            encoder.fusion_mlp.net[0].bias.add_(1.0)  # an optimizer step / load_state_dict
+            second = model.entity_table()
+            assert spy.call_count == 2 and not torch.equal(first, second)
+        model.entity_table()  # with autograd: always recomputed
+        assert spy.call_count == 3
+
+
 def test_rec_input_errors(model):
     batch = batch_for(model, "rec", labels=[7, 1])  # 7 is not an item
     with pytest.raises(ValueError, match="item entity ids"):

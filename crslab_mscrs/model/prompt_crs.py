@@ -155,6 +155,7 @@ class PromptCRS(nn.Module):
         item_position = torch.full((n_entity,), -1, dtype=torch.long)
         item_position[item_ids] = torch.arange(item_ids.numel())
         self.register_buffer("item_position", item_position, persistent=False)
+        self._table_cache = None  # (parameter versions, table) of the last no-grad entity_table()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -192,8 +193,21 @@ class PromptCRS(nn.Module):
 
     # ------------------------------------------------------------------ shared pieces
     def entity_table(self) -> torch.Tensor:
-        """Fused multimodal entity table [n_entity, lm hidden] (once per step)."""
-        return self.entity_encoder()
+        """Fused multimodal entity table [n_entity, lm hidden] (compute once per step, pass it on).
+
+        Without autograd (evaluation, generation) the table is cached until a parameter of the
+        entity encoder changes (in-place update, load_state_dict, device move), so evaluating
+        many batches costs one graph pass instead of one per batch.
+        """
+        if torch.is_grad_enabled():
+            self._table_cache = None
+            return self.entity_encoder()
+        key = tuple((p.data_ptr(), p._version) for p in self.entity_encoder.parameters())
+        if self._table_cache is not None and self._table_cache[0] == key:
+            return self._table_cache[1]
+        table = self.entity_encoder()
+        self._table_cache = (key, table)
+        return table
 
     def _prompt(self, batch: Batch, entity_table: torch.Tensor, task: str):
         with torch.no_grad():
