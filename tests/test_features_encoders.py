@@ -1,5 +1,4 @@
 """Text and image encoders on tiny random models and images written by the test."""
-import numpy as np
 import pytest
 import torch
 from PIL import Image
