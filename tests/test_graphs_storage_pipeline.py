@@ -141,3 +141,21 @@ def test_cli_rejects_unknown_config_key(tmp_path):
 
     with pytest.raises(KeyError, match="unknown key 'text_encodr'"):
         FeaturePipeline("tiny", {"text_encodr": {}}, data_root=tmp_path)
+
+
+def test_pipeline_prefers_built_dataset_ids_and_rejects_other_id_space(tmp_path):
+    from crslab_mscrs.features.pipeline import FeaturePipeline
+
+    built = tmp_path / "data" / "dataset" / "tiny" / "nltk"
+    built.mkdir(parents=True)
+    (built / "entity2id.json").write_text(json.dumps({"<A>": 0, "<B>": 1}))
+    (built / "movie_ids.json").write_text("[0, 1]")
+    pipeline = FeaturePipeline("tiny", {}, data_root=tmp_path / "data")
+    assert pipeline.entity2id_path() == built / "entity2id.json"
+    assert pipeline.item_ids_path() == built / "movie_ids.json"
+    assert pipeline.check_built_dataset_ids() is None
+    other = tmp_path / "other_entity2id.json"
+    other.write_text(json.dumps({"<A>": 1, "<B>": 0}))
+    explicit = FeaturePipeline("tiny", {"inputs": {"entity2id": str(other)}}, data_root=tmp_path / "data")
+    with pytest.raises(ValueError, match="another entity id space"):
+        explicit.check_built_dataset_ids()

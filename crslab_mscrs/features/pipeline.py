@@ -82,32 +82,38 @@ class FeaturePipeline:
         return self.shared / self.dataset / "kg" / name
 
     def entity2id_path(self) -> Path:
+        """Explicit path > built dataset's ``entity2id.json`` > shared KG's.
+
+        The built dataset (the other engineer's builder; the embedded sample has its own
+        compact id space) defines the ids the model uses, so it wins when it exists; for
+        the full datasets it is identical to the shared KG's.
+        """
         explicit = self.cfg["inputs"]["entity2id"]
-        return Path(explicit) if explicit else self._kg_file("entity2id.json")
+        if explicit:
+            return Path(explicit)
+        built = self.dataset_dir / "entity2id.json"
+        return built if built.is_file() else self._kg_file("entity2id.json")
 
     def item_ids_path(self) -> Path:
-        """Explicit path > built dataset's ``movie_ids.json`` (same entity2id) > shared KG list.
+        """Explicit path > built dataset's ``movie_ids.json`` > shared KG's item list.
 
         The built dataset's item set is what the recommender scores over (INSPIRED's builder
-        extends the KG's 1,123 items to every movie mentioned in the dialogues), so features
-        must cover it.
+        extends the KG's 1,123 items to every movie mentioned in the dialogues, 1,472).
         """
         explicit = self.cfg["inputs"]["item_ids"]
         if explicit:
             return Path(explicit)
         built = self.dataset_dir / "movie_ids.json"
-        if built.is_file() and self.check_built_dataset_ids():
+        if built.is_file() and self.entity2id_path() == self.dataset_dir / "entity2id.json":
             return built
         return self._kg_file("movie_ids.json" if self.dataset == "redial" else "item_ids.json")
 
     def check_built_dataset_ids(self) -> Optional[str]:
-        """If a built dataset exists, its entity2id must equal ours (same id space)."""
+        """If a built dataset exists, its entity2id must equal the one in use (same id space)."""
         built = self.dataset_dir / "entity2id.json"
-        if not built.is_file():
+        if not built.is_file() or self.entity2id_path() == built:
             return None
-        ours = cat.load_entity2id(self.entity2id_path())
-        theirs = cat.load_entity2id(built)
-        if ours != theirs:
+        if cat.load_entity2id(self.entity2id_path()) != cat.load_entity2id(built):
             raise ValueError(f"{built} differs from {self.entity2id_path()}: the built dataset uses another "
                              "entity id space; point features.inputs.entity2id at it or rebuild")
         return str(built)
