@@ -142,3 +142,26 @@ def test_samples_are_tokenised_once(toy, tokenizers):
     first = loader._feature("context", 0)
     list(loader.get_rec_data(4, shuffle=True))
     assert len(loader.encoder._lm_cache) == cached and loader._feature("context", 0) is first
+
+
+def test_item_names_file_names_items_without_a_dbpedia_title(toy, tokenizers, tmp_path):
+    vocab, side, splits = toy
+    first = splits["train"][0]
+    item = first["items"][0]
+    numeric_vocab = dict(vocab, id2entity={**vocab["id2entity"], item: "204331"})  # raw ReDial movieId
+    without = MSCRSDataLoader({}, [first], numeric_vocab, *tokenizers)
+    assert "<movie>" not in without.turns[0].response_masked and without.mask_stats.missing == 1
+    names = tmp_path / "item_names.json"
+    names.write_text('{"%d": "%s"}' % (item, without.turns[0].response.split("seen ")[1].split(" (")[0]))
+    named = MSCRSDataLoader({"item_names_file": str(names)}, [first], numeric_vocab, *tokenizers)
+    assert named.turns[0].response_masked == "have you seen <movie>?"
+
+
+def test_entity_linker_prefers_longest_names_and_items():
+    from crslab_mscrs.mscrs_system.entity_linking import EntityLinker
+
+    entity2id = {"<http://dbpedia.org/resource/Red_River_(film)>": 1, "<http://dbpedia.org/resource/Red_River>": 7,
+                 "<http://dbpedia.org/resource/Horror_film>": 9, "<http://dbpedia.org/resource/It_(2017_film)>": 4}
+    linker = EntityLinker(entity2id, item_ids=[1, 4])
+    assert linker.link("I loved Red River, any horror film?") == [1, 9]
+    assert linker.link("it was fine") == []  # too short to link

@@ -5,7 +5,8 @@ Follows MSCRS (SIGIR 2025) / UniCRS (KDD 2022) training, with the authors' bugs 
 
 - each stage (``stages: [pretrain, rec, conv]``) has its own section ``pretrain:`` /
   ``rec:`` / ``conv:`` (epoch, batch_size, optimizer {name: AdamW, lr, weight_decay},
-  warmup_steps, gradient_accumulation_steps, eval_batch_size, gradient_clip, max_steps);
+  warmup_steps, gradient_accumulation_steps, eval_batch_size, gradient_clip, max_steps =
+  at most this many training batches per epoch, for smoke runs);
 - the checkpoint is chosen on the VALIDATION split (rec: ``rec_select_metric``, default
   Recall@50; conv: validation loss, not dist@k, bug 7) and the TEST split is evaluated
   once, with the chosen weights. Pre-training recall is logged as "pretrain (inflated,
