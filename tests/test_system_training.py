@@ -175,3 +175,24 @@ def test_interact_answers_a_scripted_user(full_run):
     assert len(replies) == 2 and len(recommended) == 2
     assert all(len(line.split("; ")) == 2 for line in recommended)
     assert all("<movie>" not in line for line in replies)
+
+
+def test_retrieved_demonstrations_option(env):
+    system = make_system(env, "demos", stages=["conv"], use_demonstrations=True, n_demonstrations=2,
+                         demonstration_max_length=16)
+    system._attach_demonstrations()
+    train = system.train_dataloader
+    batch = train.conv_batchify(train.conv_turns()[:3])
+    assert batch["demo_input_ids"].shape[:2] == (3, 2) and batch["demo_input_ids"].shape[2] <= 16
+    assert batch["demo_mask"].all()
+    # a turn never gets a demonstration from its own conversation
+    index = system._demo_index
+    own = train.turns[train.conv_turns()[0]]
+    retrieved = index.retriever.retrieve(index.embed([train._feature("context", own.index)["prompt"]],
+                                                     index.pad_id), 2, [own.conv_id])
+    assert all(index.retriever.conversation_ids[j] != own.conv_id for j in retrieved[0].tolist())
+    results = system.fit()
+    assert results["conv"]["test"]["generation"]["available"]
+    out = io.StringIO()
+    system.interact(stdin=io.StringIO("i like horror movies\n"), stdout=out)
+    assert "System: " in out.getvalue()

@@ -7,7 +7,7 @@ MODEL_KEYS = {
     "lm", "lm_gguf_file", "lm_dtype", "text_encoder", "entity_dim", "num_bases",
     "use_cooccurrence_graph", "use_text_graph", "use_image_graph", "lambda_text", "lambda_image",
     "lightgcn_layers", "features_dir", "n_prefix_rec", "n_prefix_conv", "contrastive_weight",
-    "contrastive_temperature", "dropout",
+    "contrastive_temperature", "use_demonstrations",
 }
 DATALOADER_KEYS = {
     "entity_max_length", "context_max_length", "prompt_max_length", "response_max_length",
@@ -16,6 +16,7 @@ DATALOADER_KEYS = {
 SYSTEM_KEYS = {
     "stages", "run_name", "resume", "bf16", "rec_select_metric", "ranking_depth",
     "max_new_tokens", "num_beams", "do_sample", "top_p", "no_repeat_ngram_size", "interact_top_k",
+    "n_demonstrations", "demonstration_max_length", "demonstration_context_turns",
 }
 ALL_KEYS = MODEL_KEYS | DATALOADER_KEYS | SYSTEM_KEYS
 

@@ -102,6 +102,7 @@ class MSCRSDataLoader(BaseDataLoader):
         self._features: Dict[Tuple[str, int], dict] = {}
         self.item_ids: Optional[set] = None
         self._warned_non_items = False
+        self.demonstrations: Optional[Dict[int, list]] = None
         if lm_tokenizer is not None and text_tokenizer is not None:
             self.attach_tokenizers(lm_tokenizer, text_tokenizer)
 
@@ -115,6 +116,19 @@ class MSCRSDataLoader(BaseDataLoader):
         """The recommendable items: training rows whose target is not an item are dropped
         (and counted); evaluation keeps every label, so such labels count as misses."""
         self.item_ids = set(int(i) for i in item_ids)
+
+    def set_demonstrations(self, demonstrations: Dict[int, list]) -> None:
+        """Retrieved demonstrations per turn index (option ``use_demonstrations``): conv and
+        generation batches then carry ``demo_input_ids`` / ``demo_attention_mask`` / ``demo_mask``."""
+        self.demonstrations = demonstrations
+
+    def _add_demonstrations(self, batch: dict, indices: Sequence[int]) -> dict:
+        if self.demonstrations is not None:
+            from crslab_mscrs.mscrs_system.demonstrations import demonstration_tensors
+
+            batch.update(demonstration_tensors([self.demonstrations.get(i, []) for i in indices],
+                                               self.encoder.text_pad_id))
+        return batch
 
     @property
     def encoder(self) -> DialogueEncoder:
@@ -262,19 +276,21 @@ class MSCRSDataLoader(BaseDataLoader):
         features = [self._feature("conv", i) for i in indices]
         batch = self._common(features, left=False)
         batch["labels"] = pad_labels([f["labels"] for f in features], batch["input_ids"].shape[1], IGNORE_INDEX)
-        return batch
+        return self._add_demonstrations(batch, indices)
 
     def generation_batchify(self, indices: Sequence[int]) -> dict:
         batch = self._common([self._feature("context", i) for i in indices], left=True)
         batch["meta"] = self._meta(indices)
-        return batch
+        return self._add_demonstrations(batch, indices)
 
     def live_batch(self, context: Sequence[str], context_entities: Sequence[int]) -> dict:
         """Generation/rec batch of one live dialogue (``interact``): speaker-prefixed turns."""
         enc = self.encoder
         feature = {"lm": enc.lm_context(context, with_reply_prompt=True), "prompt": enc.prompt(context),
                    "entities": enc.entities(context_entities)}
-        return self._common([feature], left=True)
+        batch = self._common([feature], left=True)
+        batch["prompt_ids"] = [feature["prompt"]]  # for demonstration retrieval in interact
+        return batch
 
     # -- CRSLab's process_fn hooks (so BaseDataLoader.get_*_data work too) -----------------
     def rec_process_fn(self):

@@ -95,6 +95,7 @@ class MSCRSSystem(BaseSystem):
             self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
         self._global_step = 0
         self._accumulated = 0
+        self._demo_index = None
 
     # -- helpers ---------------------------------------------------------------------------
     def _loaders(self):
@@ -225,6 +226,8 @@ class MSCRSSystem(BaseSystem):
         self.grad_accum = max(1, int(section.get("gradient_accumulation_steps", 1)))
         self.gradient_clip = float(section.get("gradient_clip", -1) or -1)
         max_batches = section.get("max_steps")
+        if stage == "conv":
+            self._attach_demonstrations()
         task = {"pretrain": "pretrain", "rec": "rec", "conv": "conv"}[stage]
         n_batches = self.train_dataloader.num_batches(task, batch_size)
         if max_batches:
@@ -412,6 +415,27 @@ class MSCRSSystem(BaseSystem):
         logger.info(f"[conv test: loss {loss:.4f}, ppl {metrics['ppl']:.2f}; replies in {samples_path}]")
         return metrics
 
+    # -- retrieved demonstrations (option) ------------------------------------------------
+    def _demonstration_index(self):
+        """The training-turn index of ``use_demonstrations`` (None when the option is off)."""
+        if not self.opt.get("use_demonstrations"):
+            return None
+        if self._demo_index is None:
+            from crslab_mscrs.mscrs_system.demonstrations import DemonstrationIndex
+
+            self._demo_index = DemonstrationIndex(
+                self.core, self.train_dataloader, k=int(self.opt.get("n_demonstrations", 3)),
+                max_length=int(self.opt.get("demonstration_max_length", 128)),
+                context_turns=int(self.opt.get("demonstration_context_turns", 2)), device=self.device)
+        return self._demo_index
+
+    def _attach_demonstrations(self) -> None:
+        index = self._demonstration_index()
+        if index is not None:
+            for loader in self._loaders():
+                if loader.demonstrations is None:
+                    index.attach(loader)
+
     # -- generation with slot filling ------------------------------------------------------
     def _generation_kwargs(self) -> dict:
         return {"max_new_tokens": int(self.opt.get("max_new_tokens", 50)),
@@ -437,6 +461,7 @@ class MSCRSSystem(BaseSystem):
         """Generate a reply for every recommender turn and fill its ``<movie>`` slots with
         the recommender's top items (ranked with the rec stage's chosen weights)."""
         self.model.eval()
+        self._attach_demonstrations()
         top_items: List[List[int]] = []
         with self._weights(self.run_dir / "rec_best.pth") as found:
             if not found:
@@ -511,6 +536,11 @@ class MSCRSSystem(BaseSystem):
                 if entity not in entities:
                     entities.append(entity)
             batch = loader.live_batch(context, entities)
+            index = self._demonstration_index()
+            if index is not None:
+                from crslab_mscrs.mscrs_system.demonstrations import demonstration_tensors
+
+                batch.update(demonstration_tensors(index.retrieve(batch["prompt_ids"], [None]), index.pad_id))
             with self._weights(self.run_dir / "rec_best.pth"):
                 scores = output_scores(self.step(batch, "rec", "test")).float().cpu()[0]
             items = self.item_ids[torch.topk(scores, min(max(top_k, 10), len(scores))).indices].tolist()
