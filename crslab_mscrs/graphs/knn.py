@@ -101,7 +101,7 @@ def _topk_tiles(x, k_eff, block_size, block_memory_mb, show_progress):
             best_val[i0:i1], best_idx[i0:i1] = _merge(best_val[i0:i1], best_idx[i0:i1], vals, cols + j0, k_eff)
             if i0 != j0:
                 kk = min(k_eff, i1 - i0)
-                vals, rows = torch.topk(tile.T, kk, dim=1)
+                vals, rows = torch.topk(tile.T.contiguous(), kk, dim=1)  # contiguous copy: topk on a view is slower
                 best_val[j0:j1], best_idx[j0:j1] = _merge(best_val[j0:j1], best_idx[j0:j1], vals, rows + i0, k_eff)
             bar.update(1)
             del tile
