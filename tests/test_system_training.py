@@ -41,7 +41,7 @@ def section(epochs):
             "warmup_steps": 1}
 
 
-def make_system(env, run_name, restore=False, **overrides):
+def make_system(env, run_name, restore=False, tensorboard=False, **overrides):
     opt = Opt(dataset="ReDial", tokenize="nltk", model="MSCRS", model_name="MSCRS", gpu=[-1], evaluator="rec",
               seed=0, lm="tiny-random-gpt2", text_encoder="tiny-random-bert", features_dir=str(env.features),
               save_dir=str(env.root / "save"), run_name=run_name, n_prefix_rec=2, n_prefix_conv=2,
@@ -50,7 +50,7 @@ def make_system(env, run_name, restore=False, **overrides):
               pretrain=section(1), rec=section(2), conv=section(1))
     opt.update(overrides)
     loaders = [MSCRSDataLoader(opt, env.splits[name], env.vocab) for name in ("train", "valid", "test")]
-    return MSCRSSystem(opt, *loaders, env.vocab, env.side, restore_system=restore)
+    return MSCRSSystem(opt, *loaders, env.vocab, env.side, restore_system=restore, tensorboard=tensorboard)
 
 
 def spy_evaluations(system):
@@ -196,3 +196,11 @@ def test_retrieved_demonstrations_option(env):
     out = io.StringIO()
     system.interact(stdin=io.StringIO("i like horror movies\n"), stdout=out)
     assert "System: " in out.getvalue()
+
+
+def test_tensorboard_logs_into_the_run_folder(env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # CRSLab's evaluator also writes ./runs/
+    system = make_system(env, "tb", tensorboard=True, stages=["rec"], rec=section(1))
+    system.fit()
+    system.writer.flush()
+    assert list((system.run_dir / "tensorboard").glob("events.out.tfevents.*"))
