@@ -309,7 +309,13 @@ class MSCRSSystem(BaseSystem):
         metrics, _ = self._rec_metrics(self.valid_dataloader, batch_size, mode="valid", epoch=epoch)
         key = self.opt.get("rec_select_metric", "recall@50")
         if key not in metrics:
-            raise KeyError(f"config key 'rec_select_metric': {key!r} is not one of {sorted(metrics)}")
+            if key.startswith("recall@") and any(k.startswith("recall@") for k in metrics):
+                # fewer items than the cut-off (tiny item sets): the deepest recall available
+                fallback = max((k for k in metrics if k.startswith("recall@")), key=lambda k: int(k.split("@")[1]))
+                logger.warning(f"[rec_select_metric {key} needs more items than {len(self.item_ids)}: using {fallback}]")
+                key = fallback
+            else:
+                raise KeyError(f"config key 'rec_select_metric': {key!r} is not one of {sorted(metrics)}")
         for name, value in metrics.items():
             self._log_scalar(f"rec/valid_{name}", value, epoch)
         return metrics[key]
