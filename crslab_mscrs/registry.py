@@ -22,20 +22,9 @@ def register_all() -> None:
     crslab_data.dataset_register_table["ReDial"] = TaggedReDialDataset
     crslab_data.dataset_register_table["Inspired"] = TaggedInspiredDataset
 
-    import importlib
-    import importlib.util
+    from crslab_mscrs.model.mscrs import register as register_models
+    from crslab_mscrs.mscrs_system import register as register_systems
 
-    # TODO(integration): make these hard imports once both modules have landed
-    for module_name in ("crslab_mscrs.model.mscrs", "crslab_mscrs.mscrs_system"):
-        try:
-            found = importlib.util.find_spec(module_name) is not None
-        except ModuleNotFoundError:
-            found = False
-        if found:
-            try:
-                importlib.import_module(module_name).register()
-            except Exception as err:  # pragma: no cover - temporary while modules are written
-                import warnings
-
-                warnings.warn(f"could not register {module_name}: {err!r}")
+    register_models()
+    register_systems()
     _done = True
