@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
 from typing import List, Optional
-
-import numpy as np
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,16 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rankings-out", default=None, help="write test rankings.jsonl here")
     p.add_argument("--metrics-out", default=None, help="write test metrics.json here")
     return p
-
-
-def seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
 
 
 def resolve_gpu(flag: str) -> str:
@@ -83,6 +70,7 @@ def run(args: argparse.Namespace) -> dict:
     from crslab_mscrs import paths
     from crslab_mscrs.config import load_config
     from crslab_mscrs.integration.test_capture import attach_test_capture, write_outputs
+    from crslab_mscrs.mscrs_system.checkpoint import seed_everything
 
     opt = load_config(args.config, args.overrides)
     if args.seed is not None:
