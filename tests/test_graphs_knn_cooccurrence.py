@@ -35,7 +35,7 @@ def test_blockwise_equals_dense(block_size, method):
     missing = torch.zeros(40, dtype=torch.bool)
     missing[[2, 17]] = True
     graph = build_knn_graph(x, ids, 150, k=4, missing_mask=missing, block_size=block_size, show_progress=False,
-                            method=method)
+                            method="exact", exact_kernel=method)
     expected = _dense_knn_edges(x, ids, 4, missing.tolist())
     got = _edge_set(graph)
     assert got.keys() == expected.keys()
@@ -79,7 +79,8 @@ def test_knn_is_deterministic():
     x = torch.randn(50, 4)
     a = build_knn_graph(x, list(range(50)), 50, k=3, show_progress=False)
     b = build_knn_graph(x.clone(), list(range(50)), 50, k=3, block_size=5, show_progress=False)
-    c = build_knn_graph(x.clone(), list(range(50)), 50, k=3, block_size=9, show_progress=False, method="rows")
+    c = build_knn_graph(x.clone(), list(range(50)), 50, k=3, block_size=9, show_progress=False,
+                        exact_kernel="rows")
     assert torch.equal(a.edge_index, c.edge_index) and torch.allclose(a.edge_weight, c.edge_weight)
     assert torch.equal(a.edge_index, b.edge_index) and torch.allclose(a.edge_weight, b.edge_weight)
 

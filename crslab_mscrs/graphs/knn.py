@@ -14,6 +14,13 @@ normalisation needs non-negative weights. ``weight="binary"`` gives every kept e
 Memory: similarities are computed in blocks (see :func:`topk_neighbours`); only one
 block/tile and the running ``N x k`` result exist at once, never the N x N matrix.
 ``block_size`` defaults to what fits ``block_memory_mb``.
+
+Methods (``method=``): ``"exact"`` is the blockwise build above, the reference, O(N^2 d)
+time (152-294 s for 1e5 x 768 on 2 shared cores); ``"faiss-ivf"`` is the approximate
+IVF-Flat search of :mod:`crslab_mscrs.graphs.knn_faiss` (needs ``faiss-cpu``, extra ``ann``);
+``"auto"`` takes exact up to ``auto_exact_max_items`` (20k) items and faiss-ivf above when
+faiss is installed. Every method gives the same output format and invariants (self and
+missing items excluded, union symmetrisation, memory O(N k) + blocks or index).
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ from typing import Optional, Sequence
 import torch
 
 from crslab_mscrs.graphs.cooccurrence import Graph, sort_edges
+from crslab_mscrs.graphs.knn_faiss import default_nlist
 
 
 def topk_neighbours(features: torch.Tensor, k: int, block_size: Optional[int] = None,
@@ -109,11 +117,61 @@ def _topk_tiles(x, k_eff, block_size, block_memory_mb, show_progress):
     return best_idx.cpu(), best_val.float().cpu()
 
 
+AUTO_EXACT_MAX_ITEMS = 20000  # method="auto": exact up to this many items, faiss-ivf above (when installed)
+METHODS = ("auto", "exact", "faiss-ivf")
+
+
+def resolve_method(method: str, n_items: int, auto_exact_max_items: int = AUTO_EXACT_MAX_ITEMS) -> str:
+    """``"exact"`` or ``"faiss-ivf"`` for ``method`` in :data:`METHODS` and ``n_items`` rows.
+
+    ``auto``: exact for ``n_items <= auto_exact_max_items`` (the reference), faiss-ivf above when
+    faiss is installed, else exact with a logged note. ``faiss-ivf`` without faiss: ImportError.
+    """
+    from crslab_mscrs.graphs.knn_faiss import INSTALL_HINT, faiss_available, import_faiss
+
+    if method not in METHODS:
+        raise ValueError(f"kNN method must be one of {METHODS}, got {method!r}")
+    if method == "faiss-ivf":
+        import_faiss()
+        return method
+    if method == "exact" or n_items <= auto_exact_max_items:
+        return "exact"
+    if faiss_available():
+        return "faiss-ivf"
+    from loguru import logger
+
+    logger.info(f"kNN method 'auto': {n_items} items > {auto_exact_max_items} but faiss is not installed "
+                f"({INSTALL_HINT}); using the exact blockwise build (O(N^2 d), slow at this size)")
+    return "exact"
+
+
+def nearest_neighbours(features: torch.Tensor, k: int, method: str = "auto", nprobe: int = 8,
+                       nlist: Optional[int] = None, auto_exact_max_items: int = AUTO_EXACT_MAX_ITEMS,
+                       exact_kernel: str = "tiles", block_size: Optional[int] = None,
+                       block_memory_mb: float = 256.0, device: Optional[str] = None,
+                       show_progress: bool = False) -> tuple:
+    """Top-k cosine neighbours of every (non-zero) row by the chosen method.
+
+    Returns ``(indices [N, k'], similarities [N, k'], method_used)``; approximate rows may be
+    padded with index -1 / similarity -inf (see :mod:`crslab_mscrs.graphs.knn_faiss`).
+    """
+    used = resolve_method(method, features.shape[0], auto_exact_max_items)
+    if used == "exact":
+        idx, sims = topk_neighbours(features, k, block_size, block_memory_mb, device, show_progress, exact_kernel)
+    else:
+        from crslab_mscrs.graphs.knn_faiss import faiss_ivf_topk
+
+        idx, sims = faiss_ivf_topk(features, k, nprobe=nprobe, nlist=nlist, show_progress=show_progress)
+    return idx, sims, used
+
+
 def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: int, k: int,
                     missing_mask: Optional[torch.Tensor] = None, weight: str = "cosine",
                     min_similarity: float = 0.0, block_size: Optional[int] = None,
                     block_memory_mb: float = 256.0, device: Optional[str] = None,
-                    show_progress: bool = True, method: str = "tiles") -> Graph:
+                    show_progress: bool = True, method: str = "auto", nprobe: int = 8,
+                    nlist: Optional[int] = None, auto_exact_max_items: int = AUTO_EXACT_MAX_ITEMS,
+                    exact_kernel: str = "tiles") -> Graph:
     """Symmetric kNN graph over items, in the entity id space (see module docstring).
 
     Args:
@@ -124,6 +182,10 @@ def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: 
         missing_mask: ``[N]`` bool, True = no feature for this item (excluded).
         weight: ``"cosine"`` or ``"binary"``.
         min_similarity: cosine mode only: drop edges with similarity <= this.
+        method: ``"exact"`` (blockwise, the reference), ``"faiss-ivf"`` (approximate, needs faiss)
+            or ``"auto"`` (see :func:`resolve_method`); decided on the number of USED items.
+        nprobe, nlist: faiss-ivf cells visited per query / number of cells (default ~4 sqrt(N)).
+        exact_kernel: ``"tiles"`` or ``"rows"`` (see :func:`topk_neighbours`).
     """
     if weight not in ("cosine", "binary"):
         raise ValueError(f"weight must be 'cosine' or 'binary', got {weight!r}")
@@ -144,10 +206,12 @@ def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: 
     zero = features.norm(dim=1) == 0
     valid = torch.nonzero(~missing & ~zero).flatten()
 
-    idx, sims = topk_neighbours(features[valid], k, block_size, block_memory_mb, device, show_progress, method)
-    src = valid.repeat_interleave(idx.shape[1])
-    dst = valid[idx.flatten()]
-    w = sims.flatten()
+    idx, sims, used = nearest_neighbours(features[valid], k, method, nprobe, nlist, auto_exact_max_items,
+                                         exact_kernel, block_size, block_memory_mb, device, show_progress)
+    found = idx.flatten() >= 0  # approximate search may return fewer than k hits
+    src = valid.repeat_interleave(idx.shape[1])[found]
+    dst = valid[idx.flatten()[found]]
+    w = sims.flatten()[found]
     dropped = 0
     if weight == "cosine":
         keep = w > min_similarity
@@ -167,6 +231,9 @@ def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: 
     edge_index, edge_weight = sort_edges(edge_index, merged, num_nodes)
     stats = {"items": n_items, "items_used": int(len(valid)), "items_missing": int(missing.sum()),
              "zero_vectors": int((zero & ~missing).sum()), "k": int(k), "k_effective": int(idx.shape[1]),
-             "method": method, "weight": weight, "min_similarity": min_similarity if weight == "cosine" else None,
+             "method": used, "method_requested": method,
+             "exact_kernel": exact_kernel if used == "exact" else None,
+             "nprobe": nprobe if used == "faiss-ivf" else None, "nlist": (nlist or default_nlist(len(valid))) if used == "faiss-ivf" else None,
+             "directed_hits_missing": int((~found).sum()), "weight": weight, "min_similarity": min_similarity if weight == "cosine" else None,
              "directed_edges_dropped_by_min_similarity": dropped, "symmetrisation": "union"}
     return Graph(edge_index, edge_weight, int(num_nodes), stats)
