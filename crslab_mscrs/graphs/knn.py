@@ -165,6 +165,35 @@ def nearest_neighbours(features: torch.Tensor, k: int, method: str = "auto", npr
     return idx, sims, used
 
 
+def union_graph(idx: torch.Tensor, sims: torch.Tensor, row_ids: torch.Tensor, num_nodes: int,
+                weight: str = "cosine", min_similarity: float = 0.0) -> tuple:
+    """Symmetric edge list from directed top-k lists (union; cosine weights are symmetric).
+
+    ``idx``/``sims``: ``[M, k]`` neighbours as row positions (-1 = no hit, skipped);
+    ``row_ids``: entity id of each of the M rows. Returns ``(edge_index [2, E], edge_weight [E],
+    info)`` sorted by :func:`sort_edges`; ``info`` counts the dropped directed entries.
+    """
+    found = idx.flatten() >= 0  # approximate search may return fewer than k hits
+    src = row_ids.repeat_interleave(idx.shape[1])[found]
+    dst = row_ids[idx.flatten()[found]]
+    w = sims.flatten()[found].float()
+    dropped = 0
+    if weight == "cosine":
+        keep = w > min_similarity
+        dropped = int((~keep).sum())
+        src, dst, w = src[keep], dst[keep], w[keep]
+    else:
+        w = torch.ones_like(w)
+    rows = torch.cat([src, dst])
+    cols = torch.cat([dst, src])
+    codes, first = torch.unique(rows * int(num_nodes) + cols, return_inverse=True)
+    merged = torch.zeros(len(codes)).scatter_reduce(0, first, torch.cat([w, w]), reduce="amax", include_self=False)
+    edge_index = torch.stack([codes // int(num_nodes), codes % int(num_nodes)])
+    edge_index, edge_weight = sort_edges(edge_index, merged, num_nodes)
+    info = {"directed_edges_dropped_by_min_similarity": dropped, "directed_hits_missing": int((~found).sum())}
+    return edge_index, edge_weight, info
+
+
 def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: int, k: int,
                     missing_mask: Optional[torch.Tensor] = None, weight: str = "cosine",
                     min_similarity: float = 0.0, block_size: Optional[int] = None,
@@ -206,34 +235,17 @@ def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: 
     zero = features.norm(dim=1) == 0
     valid = torch.nonzero(~missing & ~zero).flatten()
 
-    idx, sims, used = nearest_neighbours(features[valid], k, method, nprobe, nlist, auto_exact_max_items,
+    rows = features if len(valid) == len(ids) else features[valid]  # no copy when every item is used
+    idx, sims, used = nearest_neighbours(rows, k, method, nprobe, nlist, auto_exact_max_items,
                                          exact_kernel, block_size, block_memory_mb, device, show_progress)
-    found = idx.flatten() >= 0  # approximate search may return fewer than k hits
-    src = valid.repeat_interleave(idx.shape[1])[found]
-    dst = valid[idx.flatten()[found]]
-    w = sims.flatten()[found]
-    dropped = 0
-    if weight == "cosine":
-        keep = w > min_similarity
-        dropped = int((~keep).sum())
-        src, dst, w = src[keep], dst[keep], w[keep]
-    else:
-        w = torch.ones_like(w)
-    # union symmetrisation: add reversed edges, deduplicate (weights are symmetric)
-    rows = torch.cat([src, dst])
-    cols = torch.cat([dst, src])
-    weights = torch.cat([w, w])
+    edge_index, edge_weight, info = union_graph(idx, sims, ids[valid], num_nodes, weight, min_similarity)
     n_items = len(ids)
-    codes, first = torch.unique(rows * n_items + cols, return_inverse=True)
-    merged = torch.zeros(len(codes)).scatter_reduce(0, first, weights, reduce="amax", include_self=False)
-    rows, cols = codes // n_items, codes % n_items
-    edge_index = torch.stack([ids[rows], ids[cols]])
-    edge_index, edge_weight = sort_edges(edge_index, merged, num_nodes)
     stats = {"items": n_items, "items_used": int(len(valid)), "items_missing": int(missing.sum()),
              "zero_vectors": int((zero & ~missing).sum()), "k": int(k), "k_effective": int(idx.shape[1]),
              "method": used, "method_requested": method,
              "exact_kernel": exact_kernel if used == "exact" else None,
-             "nprobe": nprobe if used == "faiss-ivf" else None, "nlist": (nlist or default_nlist(len(valid))) if used == "faiss-ivf" else None,
-             "directed_hits_missing": int((~found).sum()), "weight": weight, "min_similarity": min_similarity if weight == "cosine" else None,
-             "directed_edges_dropped_by_min_similarity": dropped, "symmetrisation": "union"}
+             "nprobe": nprobe if used == "faiss-ivf" else None,
+             "nlist": (nlist or default_nlist(len(valid))) if used == "faiss-ivf" else None,
+             "weight": weight, "min_similarity": min_similarity if weight == "cosine" else None,
+             **info, "symmetrisation": "union"}
     return Graph(edge_index, edge_weight, int(num_nodes), stats)

@@ -7,8 +7,9 @@ k-means cells (default ~ 4 sqrt(N)) and inner-product metric (= cosine on unit v
 Every item then queries the ``nprobe`` nearest cells only, so the cost is about
 O(N d (nlist + nprobe N / nlist)) plus the k-means training on a subsample.
 
-Memory: the index stores one float32 copy of the vectors (N d) plus ``nlist`` centroids;
-queries run in chunks whose results are ``chunk x (k+1)``: O(N k) + index, no N x N.
+Memory: the index stores one float32 copy of the unit vectors (N d) plus ``nlist``
+centroids; rows are normalised, added and queried in chunks (results ``chunk x (k+1)``):
+O(N k) + index + the training sample, never N x N.
 
 Results follow :func:`crslab_mscrs.graphs.knn.topk_neighbours`: ``(indices [N, k'],
 similarities [N, k'])``, self excluded, descending similarity. Where the probed cells hold
@@ -76,25 +77,31 @@ def faiss_ivf_topk(features: torch.Tensor, k: int, nprobe: int = 8, nlist: Optio
     nlist = default_nlist(n) if nlist is None else int(nlist)
     if not 1 <= nlist <= n:
         raise ValueError(f"nlist must lie in [1, {n}] (number of items), got {nlist}")
-    x = np.ascontiguousarray(torch.nn.functional.normalize(features.detach().float().cpu(), dim=1).numpy())
+    source = features.detach()
+
+    def unit_rows(rows) -> np.ndarray:  # normalise chunk by chunk: no second N x d copy
+        return np.ascontiguousarray(torch.nn.functional.normalize(source[rows].float().cpu(), dim=1).numpy())
 
     quantizer = faiss.IndexFlatIP(dim)
     index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.niter = int(kmeans_iterations)
     index.cp.seed = int(seed)
     index.cp.max_points_per_centroid = int(train_points_per_cell)
-    index.cp.min_points_per_centroid = 1  # tiny catalogues: no warning spam, nlist is already capped
-    index.train(x)  # faiss samples max_points_per_centroid * nlist rows with cp.seed
-    index.add(x)
+    index.cp.min_points_per_centroid = 1  # tiny catalogues: nlist is already capped at N // 39
+    n_train = min(n, nlist * int(train_points_per_cell))
+    sample = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))[:n_train].sort().values
+    index.train(unit_rows(sample))
+    for start in range(0, n, query_chunk):
+        index.add(unit_rows(slice(start, min(start + query_chunk, n))))
     index.nprobe = min(int(nprobe), nlist)
 
     out_idx = torch.full((n, k_eff), -1, dtype=torch.long)
     out_sim = torch.full((n, k_eff), -math.inf)
     for start in tqdm(range(0, n, query_chunk), desc="kNN faiss-ivf queries", disable=not show_progress):
         stop = min(start + query_chunk, n)
-        sims, labels = index.search(x[start:stop], k_eff + 1)  # +1: the query itself is usually returned
-        idx, val = _drop_self(torch.from_numpy(labels), torch.from_numpy(sims), start, k_eff)
-        out_idx[start:stop], out_sim[start:stop] = idx, val
+        sims, labels = index.search(unit_rows(slice(start, stop)), k_eff + 1)  # +1: the query itself comes back
+        out_idx[start:stop], out_sim[start:stop] = _drop_self(torch.from_numpy(labels), torch.from_numpy(sims),
+                                                              start, k_eff)
     return out_idx, out_sim
 
 
