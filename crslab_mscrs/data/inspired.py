@@ -16,6 +16,9 @@ Choices (all reported in ``build_report.json``):
 * **Items.** ``movie_ids.json`` = ``kg/item_ids.json`` plus every labelled movie (any
   split) that is in ``entity2id`` but not in that list, because CRSLab ranks
   ``scores[:, item_ids]`` and an unlisted label could never be hit (count reported).
+* **Item names.** ``item_names.json`` (entity id -> movie name): the dialogues'
+  ``movie_name`` spellings, then ``items/item_mapping_guess.csv`` (see
+  :mod:`crslab_mscrs.data.item_names`); coverage reported.
 * **KG.** ``dbpedia_subkg.txt`` = ``head_uri\\trelation_uri\\ttail_uri`` for every edge of
   ``kg/dbpedia_subkg.json`` except the ``self_loop`` relation (CRSLab's loader adds its
   own ``SELF_LOOP`` edges).
@@ -23,6 +26,7 @@ Choices (all reported in ``build_report.json``):
 from __future__ import annotations
 
 import time
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Set
 
@@ -32,6 +36,7 @@ from crslab_mscrs.data.build_options import BuildOptions
 from crslab_mscrs.data.copy_mask import build_copy_mask, write_copy_mask
 from crslab_mscrs.data.crslab_format import dataset_version, write_built_marker, write_json
 from crslab_mscrs.data.inspired_kg import InspiredKG, write_inspired_kg
+from crslab_mscrs.data.item_names import inspired_named_entities, write_item_names
 from crslab_mscrs.data.jsonl import iter_jsonl
 from crslab_mscrs.data.kg_subset import compact_kg, one_hop_out
 from crslab_mscrs.data.report import SPLITS, BuildReport, SplitCounts
@@ -55,6 +60,7 @@ class InspiredConverter:
         self.report = report
         self.title_tokens: Set[str] = set()
         self.unknown_entities = 0
+        self.movie_names: Dict[str, Counter] = defaultdict(Counter)  # uri -> spellings in the text
 
     def convert(self, turns: list, conv_id: str, where: str, counts: SplitCounts,
                 collect_titles: bool = False) -> dict:
@@ -73,6 +79,8 @@ class InspiredConverter:
                     self.report.unknown_movies.add(uri, conv_id, utt_id, name)
                 elif uri not in movies:
                     movies.append(uri)
+                if uri in self.entity2id and name:
+                    self.movie_names[uri][name] += 1
                 if collect_titles and name:
                     self.title_tokens.update(word_tokenize(name))
             entities: List[str] = []
@@ -142,6 +150,9 @@ def build_inspired(source_root: Path, data_root: Path, options: Optional[BuildOp
     write_json(out_dir / "token2id.json", token2id)
     kg_counts = write_inspired_kg(kg, out_dir)
     write_inspired_word_graph(graph, out_dir)
+    mapping_csv = source_root / "inspired" / "items" / "item_mapping_guess.csv"
+    named = inspired_named_entities(converter.movie_names, mapping_csv if mapping_csv.is_file() else None)
+    report.item_names = write_item_names(out_dir, named, kg.entity2id, kg.item_ids)
     write_copy_mask(data_root, CRSLAB_NAME, build_copy_mask(token2id, graph.word2id, converter.title_tokens))
     write_built_marker(out_dir, dataset_version("inspired"))
 

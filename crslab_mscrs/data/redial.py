@@ -23,6 +23,8 @@ Choices (all reported in ``build_report.json``):
   ``@id``), as CRSLab-lineage data does.
 * **Entities.** Non-movie DBpedia entities linked in the message text (not inside
   movie titles) by :mod:`crslab_mscrs.data.entity_linking`.
+* **Item names.** ``item_names.json`` (entity id -> movie name, read by the MSCRS system
+  to mask movie mentions): see :mod:`crslab_mscrs.data.item_names`; coverage reported.
 * **Ids.** ``entity2id.json``/``dbpedia_subkg.json``/``movie_ids.json`` are the shared KG
   files unchanged (ids 1..64362; id 0, CRSLab's ``pad_entity``, belongs to no URI)
   unless ``compact_kg`` is set (embedded sample).
@@ -42,6 +44,7 @@ from crslab_mscrs.data.build_options import BuildOptions
 from crslab_mscrs.data.copy_mask import build_copy_mask, write_copy_mask
 from crslab_mscrs.data.crslab_format import carve_valid, dataset_version, write_built_marker, write_json
 from crslab_mscrs.data.entity_linking import EntityLinker
+from crslab_mscrs.data.item_names import redial_named_entities, write_item_names
 from crslab_mscrs.data.jsonl import read_jsonl
 from crslab_mscrs.data.kg_subset import compact_kg, kg_degree, one_hop_out
 from crslab_mscrs.data.report import SPLITS, BuildReport, SplitCounts, UnknownMovies
@@ -220,6 +223,8 @@ def build_redial(source_root: Path, data_root: Path, options: Optional[BuildOpti
     write_json(out_dir / "dbpedia_subkg.json", subkg)
     write_json(out_dir / "movie_ids.json", movie_ids)
     write_redial_word_graph(graph, out_dir)
+    report.item_names = _write_names(kg, source_root / "redial" / "items" / "item_metadata.csv", out_dir,
+                                     entity2id, movie_ids)
     write_copy_mask(data_root, CRSLAB_NAME, build_copy_mask(token2id, graph.word2id, converter.title_tokens))
     write_built_marker(out_dir, dataset_version("redial"))
 
@@ -236,6 +241,18 @@ def build_redial(source_root: Path, data_root: Path, options: Optional[BuildOpti
     report.elapsed_s = time.perf_counter() - started
     report.save(out_dir, echo=echo)
     return report
+
+
+def _write_names(kg: RedialKG, metadata_csv: Path, out_dir: Path, entity2id: Dict[str, int],
+                 movie_ids: List[int]) -> dict:
+    """``item_names.json`` (see :mod:`crslab_mscrs.data.item_names`); returns its coverage."""
+    movie_entity = {m: kg.movie_entity(m) for m in set(kg.movie_uri) | set(kg.movie_name)}
+    csv_path = metadata_csv if metadata_csv.is_file() else None
+    named = redial_named_entities(movie_entity, kg.movie_name, csv_path)
+    coverage = write_item_names(out_dir, named, entity2id, movie_ids)
+    if csv_path is None:
+        coverage["note"] = f"{metadata_csv} absent: names from mid2name_redial.json only"
+    return coverage
 
 
 def _owner_of_id0(entity2id: Dict[str, int]) -> Optional[str]:

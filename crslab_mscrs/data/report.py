@@ -75,6 +75,7 @@ class BuildReport:
     entity_linking: dict = field(default_factory=dict)
     word_graph: dict = field(default_factory=dict)
     entity_kg: dict = field(default_factory=dict)
+    item_names: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
     elapsed_s: float = 0.0
@@ -91,6 +92,7 @@ class BuildReport:
             "entity_linking": self.entity_linking,
             "word_graph": self.word_graph,
             "entity_kg": self.entity_kg,
+            "item_names": self.item_names,
             "settings": self.settings,
             "notes": self.notes,
             "elapsed_s": round(self.elapsed_s, 2),
@@ -111,6 +113,9 @@ class BuildReport:
         if self.word_graph:
             lines.append(f"word graph: {self.word_graph.get('source')} "
                          f"{self.word_graph.get('n_words')} words, {self.word_graph.get('n_edges')} edges")
+        if self.item_names:
+            lines.append(f"item names: {self.item_names.get('named')} of {self.item_names.get('items')} items "
+                         f"({self.item_names.get('file')})")
         lines.append(f"built in {self.elapsed_s:.1f} s")
         return "\n".join(lines)
 
