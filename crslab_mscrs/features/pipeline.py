@@ -44,7 +44,8 @@ DEFAULTS = {
     "graphs": {"cooccurrence": {"min_count": 1, "on_unknown": "skip"},
                "text_knn": {"k": 20, "weight": "cosine", "min_similarity": 0.0},
                "image_knn": {"k": 20, "weight": "cosine", "min_similarity": 0.0},
-               "block_memory_mb": 256},
+               "block_memory_mb": 256, "knn_method": "auto", "knn_nprobe": 8, "knn_nlist": None,
+               "knn_auto_exact_max_items": 20000},
     "probe_titles": ["The Godfather", "Toy Story", "Titanic", "The Matrix", "Frozen"],
     "device": None,
 }
@@ -301,9 +302,11 @@ class FeaturePipeline:
             graph = build_knn_graph(data["features"], data["item_ids"].tolist(), n_entity, params["k"],
                                     missing_mask=data.get("missing_mask"), weight=params["weight"],
                                     min_similarity=params["min_similarity"], block_memory_mb=g["block_memory_mb"],
-                                    device=self.cfg["device"])
+                                    device=self.cfg["device"], method=g["knn_method"], nprobe=g["knn_nprobe"],
+                                    nlist=g["knn_nlist"], auto_exact_max_items=g["knn_auto_exact_max_items"])
+            method_used = {key: graph.stats[key] for key in ("method", "nprobe", "nlist")}
             storage.save_graph(graph, self._path(f"{name}_graph.pt"), inputs={"features": feat_path},
-                               parameters=dict(params), encoder=entry.get("encoder", {}))
+                               parameters={**params, **method_used}, encoder=entry.get("encoder", {}))
             report[name] = self._graph_report(graph, encoder=entry.get("encoder", {}).get("name")
                                               or entry.get("encoder", {}).get("model"))
         return report
