@@ -7,6 +7,10 @@ Public entry points::
     build_datasets(source_root, data_root, datasets=("redial", "inspired"), options) -> dict
     sample_data_root(dest=None) -> Path            (crslab_mscrs.data.sample)
 
+Each built dataset folder also holds ``item_names.json`` (entity id -> movie name, see
+:mod:`crslab_mscrs.data.item_names`); the sample also ships its semantic graphs
+(:mod:`crslab_mscrs.data.sample_features`).
+
 Submodules import CRSLab lazily where they can, so ``import crslab_mscrs.data`` is cheap.
 """
 from __future__ import annotations
