@@ -68,6 +68,7 @@ def faiss_ivf_topk(features: torch.Tensor, k: int, nprobe: int = 8, nlist: Optio
     from tqdm.auto import tqdm
 
     faiss = import_faiss()
+    from faiss.contrib.ivf_tools import add_preassigned, search_preassigned
     n, dim = features.shape
     k_eff = min(int(k), n - 1)
     if k_eff <= 0:
@@ -91,15 +92,22 @@ def faiss_ivf_topk(features: torch.Tensor, k: int, nprobe: int = 8, nlist: Optio
     n_train = min(n, nlist * int(train_points_per_cell))
     sample = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))[:n_train].sort().values
     index.train(unit_rows(sample))
-    for start in range(0, n, query_chunk):
-        index.add(unit_rows(slice(start, min(start + query_chunk, n))))
     index.nprobe = min(int(nprobe), nlist)
+    # the cells a row is stored in (top-1) and probes as a query (top-nprobe) come from ONE quantizer
+    # pass: index.add + index.search would run the N x nlist product twice
+    probes = np.empty((n, index.nprobe), dtype=np.int64)
+    for start in range(0, n, query_chunk):
+        stop = min(start + query_chunk, n)
+        chunk = unit_rows(slice(start, stop))
+        probes[start:stop] = quantizer.search(chunk, index.nprobe)[1]
+        add_preassigned(index, chunk, np.ascontiguousarray(probes[start:stop, 0]))
 
     out_idx = torch.full((n, k_eff), -1, dtype=torch.long)
     out_sim = torch.full((n, k_eff), -math.inf)
     for start in tqdm(range(0, n, query_chunk), desc="kNN faiss-ivf queries", disable=not show_progress):
         stop = min(start + query_chunk, n)
-        sims, labels = index.search(unit_rows(slice(start, stop)), k_eff + 1)  # +1: the query itself comes back
+        sims, labels = search_preassigned(index, unit_rows(slice(start, stop)), k_eff + 1,  # +1: self comes back
+                                          np.ascontiguousarray(probes[start:stop]))
         out_idx[start:stop], out_sim[start:stop] = _drop_self(torch.from_numpy(labels), torch.from_numpy(sims),
                                                               start, k_eff)
     return out_idx, out_sim
