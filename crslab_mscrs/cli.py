@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> dict:
 
     from crslab_mscrs import paths
     from crslab_mscrs.config import load_config
+    from crslab_mscrs.integration.stage_selection import select_stages
     from crslab_mscrs.integration.test_capture import attach_test_capture, write_outputs
     from crslab_mscrs.mscrs_system.checkpoint import seed_everything
 
@@ -94,7 +95,9 @@ def run(args: argparse.Namespace) -> dict:
         system.interact()
         return {}
     capture = None
-    if not getattr(system, "writes_own_outputs", False):
+    if not getattr(system, "writes_own_outputs", False):  # CRSLab's own systems (KBRD, KGSF, ...)
+        if opt.get("stages") is not None:
+            select_stages(system, opt["stages"])
         capture = attach_test_capture(system, dataset.side_data["item_entity_ids"])
     system.fit()
     if args.save_system:
@@ -102,6 +105,7 @@ def run(args: argparse.Namespace) -> dict:
     if capture is not None:
         write_outputs(capture, dataset.test_data, opt.get("rankings_out"), opt.get("metrics_out"),
                       extra={"model": opt.get("model"), "dataset": opt["dataset"], "seed": opt["seed"],
+                             "stages": opt.get("stages", "all"),
                              "scale": opt.get("scale", 1), "wall_time_s": round(time.time() - started, 1)},
                       scale=float(opt.get("scale", 1)))
         return capture.metrics

@@ -33,6 +33,7 @@ COMMON_KEYS = {
     "scale": "fraction of the data to use (CRSLab)",
     "gradient_clip": "gradient clipping norm", "update_freq": "gradient accumulation steps (CRSLab)",
     "rankings_out": "write test rankings.jsonl here", "metrics_out": "write test metrics.json here",
+    "stages": "training stages to run, e.g. [pretrain, rec, conv] (default: all of the system's)",
 }
 
 #: keys of a stage section (``pretrain:``, ``rec:``, ``conv:``)

@@ -52,3 +52,17 @@ def test_unknown_config_key_fails_with_a_message_naming_it(tmp_path):
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "learnig_rate" in result.stderr and str(bad) in result.stderr
+
+
+def test_stages_key_skips_the_conversation_stage(tmp_path):
+    rankings, metrics = run_cli(tmp_path, "config/kbrd/sample.yaml", *FAST, "--set", "stages=[rec]")
+    assert rankings and metrics["stages"] == ["rec"]
+    test = metrics["crslab_test_metrics"]
+    assert "hit@10" in test and "bleu@1" not in test  # no generation was evaluated
+
+
+def test_unknown_stage_name_is_rejected():
+    from crslab_mscrs.integration.stage_selection import select_stages
+
+    with pytest.raises(ValueError, match="recommend"):
+        select_stages(object(), ["recommend"])
