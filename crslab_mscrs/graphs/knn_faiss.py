@@ -87,6 +87,7 @@ def faiss_ivf_topk(features: torch.Tensor, k: int, nprobe: int = 8, nlist: Optio
     index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.niter = int(kmeans_iterations)
     index.cp.seed = int(seed)
+    index.cp.spherical = True  # unit-norm centroids: cells match the inner-product metric
     index.cp.max_points_per_centroid = int(train_points_per_cell)
     index.cp.min_points_per_centroid = 1  # tiny catalogues: nlist is already capped at N // 39
     n_train = min(n, nlist * int(train_points_per_cell))
