@@ -11,7 +11,7 @@ MODEL_KEYS = {
 }
 DATALOADER_KEYS = {
     "entity_max_length", "context_max_length", "prompt_max_length", "response_max_length",
-    "movie_placeholder", "item_names_file",
+    "movie_placeholder", "item_names_file", "dialogue_text",
 }
 SYSTEM_KEYS = {
     "stages", "run_name", "resume", "bf16", "rec_select_metric", "ranking_depth",

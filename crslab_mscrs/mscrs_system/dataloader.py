@@ -17,12 +17,19 @@ Tasks (batch keys: see the shared model contract, ``crslab_mscrs/model/CONTRACT.
   :mod:`~crslab_mscrs.mscrs_system.movie_mentions`); labels only on response tokens.
 - ``generation``: recommender turns; context ending with the reply prompt, left padded.
 
+Text: the ORIGINAL words of each turn, looked up by ``(conv_id, turn_index)`` in the built
+dataset's split file (:mod:`~crslab_mscrs.mscrs_system.source_text`), since CRSLab's word ids
+come from the train vocabulary and turn every unseen valid/test word into ``__unk__``. A
+sample without tags, or when the files are missing, is detokenised from its ids instead (one
+warning per loader naming the reason); config key ``dialogue_text: ids`` forces that path.
+
 Tokenizers are the model's (``attach_tokenizers``, done by the system); without them the
 loader loads them itself from the ``lm`` / ``text_encoder`` specs.
 """
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from math import ceil
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -35,6 +42,7 @@ from tqdm import tqdm
 from crslab_mscrs.mscrs_system.collate import pad_entities, pad_ids, pad_labels, stack_labels
 from crslab_mscrs.mscrs_system.encoding import IGNORE_INDEX, DialogueEncoder, EncodingLimits
 from crslab_mscrs.mscrs_system.movie_mentions import DEFAULT_PLACEHOLDER, MaskStats, mask_movie_mentions
+from crslab_mscrs.mscrs_system.source_text import MergedTurn, SplitText, match_split, turn_ids
 from crslab_mscrs.mscrs_system.text import (Detokenizer, context_roles, detokenize_words,
                                             entity_surface_name, is_recommender, turn_text)
 
@@ -53,6 +61,7 @@ class Turn:
     context_entities: List[int]
     items: List[int]
     response_entities: List[int] = field(default_factory=list)
+    original_text: bool = False    # words from the dataset file (False: detokenised CRSLab ids)
 
     @property
     def response_turn(self) -> str:
@@ -84,6 +93,21 @@ def load_item_names(opt) -> Dict[int, str]:
     return {int(k): str(v) for k, v in table.items()}
 
 
+DIALOGUE_TEXT_MODES = ("dataset", "ids")
+"""Config key ``dialogue_text``: ``dataset`` (original words from the split files, with
+fallback to ids) or ``ids`` (CRSLab's word ids, detokenised: the old behaviour)."""
+
+
+def built_dataset_folder(opt):
+    """``<data_root>/dataset/<dataset>/<tokenize>`` of the config, or None without a dataset."""
+    if not opt.get("dataset"):
+        return None
+    from crslab_mscrs.paths import dataset_dir
+
+    tokenize = opt.get("tokenize")
+    return dataset_dir(str(opt["dataset"]), tokenize if isinstance(tokenize, str) and tokenize else "nltk")
+
+
 class MSCRSDataLoader(BaseDataLoader):
     """Batches for prompt pre-training, recommendation, conversation and generation."""
 
@@ -103,6 +127,15 @@ class MSCRSDataLoader(BaseDataLoader):
         self.item_ids: Optional[set] = None
         self._warned_non_items = False
         self.demonstrations: Optional[Dict[int, list]] = None
+        self.dialogue_text = str(opt.get("dialogue_text", "dataset"))
+        if self.dialogue_text not in DIALOGUE_TEXT_MODES:
+            raise ValueError(f"config key 'dialogue_text' must be one of {DIALOGUE_TEXT_MODES}, "
+                             f"got {self.dialogue_text!r}")
+        self.source_text: Optional[SplitText] = None
+        self.text_fallbacks: Counter = Counter()   # why samples read their ids instead
+        self._warned_fallback = False
+        self._turn_texts: Dict[MergedTurn, str] = {}
+        self._turn_ids: Dict[Tuple[str, ...], List[int]] = {}
         if lm_tokenizer is not None and text_tokenizer is not None:
             self.attach_tokenizers(lm_tokenizer, text_tokenizer)
 
@@ -159,19 +192,108 @@ class MSCRSDataLoader(BaseDataLoader):
     def turns(self) -> List[Turn]:
         """All samples as :class:`Turn` (built once)."""
         if self._turns is None:
+            self.source_text = self._find_source_text()
             self._turns = [self._make_turn(i, s) for i, s in
                            enumerate(tqdm(self.dataset, desc="MSCRS: samples to text", leave=False))]
             self._link_response_entities()
+            if self.source_text is not None and self.text_fallbacks:
+                self._warn_fallback(f"{sum(self.text_fallbacks.values())} of {len(self._turns)} samples "
+                                    f"are not in {self.source_text.path} as tagged: "
+                                    f"{dict(self.text_fallbacks)}")
             if self.mask_stats.missing:
                 logger.info("[MSCRS: movie mentions masked: {}]", self.mask_stats.as_dict())
         return self._turns
 
+    # -- where the words come from -----------------------------------------------------------
+    def _warn_fallback(self, reason: str) -> None:
+        if not self._warned_fallback:
+            self._warned_fallback = True
+            logger.warning("[MSCRS dataloader: text detokenised from CRSLab's word ids (train vocabulary: "
+                           "unseen words read __unk__) because {}]", reason)
+
+    def _find_source_text(self) -> Optional[SplitText]:
+        """The split file of these samples (see :func:`source_text.match_split`), or None."""
+        if self.dialogue_text == "ids" or not self.dataset:
+            return None
+        try:
+            folder = built_dataset_folder(self.opt)
+        except Exception as err:  # pragma: no cover - data root not configured
+            folder = None
+            logger.debug("[MSCRS: no dataset folder: {}]", err)
+        match = match_split(folder, self.dataset, agreement=self._agreement)
+        if match.text is None:
+            self._warn_fallback(match.reason)
+        else:
+            logger.info("[MSCRS: dialogue text from {}]", match.reason)
+        return match.text
+
+    def _agreement(self, text: SplitText, n_samples: int = 200) -> int:
+        """How many of the first samples the split file reproduces word id for word id."""
+        hits = 0
+        for sample in self.dataset[:n_samples]:
+            found = self._lookup(text, sample)
+            hits += bool(found is not None and self._agrees(sample, *found))
+        return hits
+
+    @staticmethod
+    def _lookup(text: SplitText, sample: dict):
+        conv_id, turn_index = sample.get("conv_id"), sample.get("turn_index")
+        if conv_id is None or turn_index is None:
+            return None
+        return text.lookup(str(conv_id), int(turn_index))
+
+    def _ids_of(self, turn: MergedTurn) -> List[int]:
+        ids = self._turn_ids.get(turn.words)
+        if ids is None:
+            ids = self._turn_ids[turn.words] = turn_ids(turn, self.vocab["tok2ind"], int(self.vocab.get("unk", 3)))
+        return ids
+
+    def _agrees(self, sample: dict, context: List[MergedTurn], response: MergedTurn) -> bool:
+        """The file's turns are this sample's: same role, turn count and (with ``tok2ind``)
+        the same word ids as CRSLab gave it."""
+        context_ids = sample.get("context_tokens", [])
+        if len(context) != len(context_ids) or response.role != sample.get("role", response.role):
+            return False
+        if "tok2ind" not in self.vocab:
+            return True
+        if list(sample.get("response", [])) != self._ids_of(response):
+            return False
+        return all(list(ids) == self._ids_of(turn) for ids, turn in zip(context_ids, context))
+
+    def _original_words(self, sample: dict):
+        """(context turns, response turn) from the split file, or None (reason counted)."""
+        if self.source_text is None:
+            return None
+        if sample.get("conv_id") is None or sample.get("turn_index") is None:
+            self.text_fallbacks["no conv_id/turn_index"] += 1
+            return None
+        found = self._lookup(self.source_text, sample)
+        if found is None:
+            self.text_fallbacks["conversation or turn not in the file"] += 1
+            return None
+        if not self._agrees(sample, *found):
+            self.text_fallbacks["words differ from the sample's ids"] += 1
+            return None
+        return found
+
+    def _turn_text(self, turn: MergedTurn) -> str:
+        """Speaker-prefixed text of a merged turn (cached: it recurs in every later context)."""
+        text = self._turn_texts.get(turn)
+        if text is None:
+            text = self._turn_texts[turn] = turn_text(detokenize_words(turn.words), is_recommender(turn.role))
+        return text
+
     def _make_turn(self, index: int, sample: dict) -> Turn:
         is_system = is_recommender(sample.get("role", ""))
         context_ids = sample.get("context_tokens", [])
-        roles = context_roles(len(context_ids), is_system)
-        context = [turn_text(self.detokenizer.text(ids), role) for ids, role in zip(context_ids, roles)]
-        words = self.detokenizer.words(sample.get("response", []))
+        original = self._original_words(sample)
+        if original is not None:
+            context = [self._turn_text(turn) for turn in original[0]]
+            words = list(original[1].words)
+        else:
+            roles = context_roles(len(context_ids), is_system)
+            context = [turn_text(self.detokenizer.text(ids), role) for ids, role in zip(context_ids, roles)]
+            words = self.detokenizer.words(sample.get("response", []))
         items = [int(i) for i in sample.get("items", [])]
         masked = mask_movie_mentions(words, [self.item_name(i) for i in items], self.placeholder,
                                      stats=self.mask_stats) if items else words
@@ -181,7 +303,8 @@ class MSCRSDataLoader(BaseDataLoader):
                     turn_index=int(turn_index if turn_index is not None else len(context_ids)),
                     is_system=is_system, context=context, response=detokenize_words(words),
                     response_masked=detokenize_words(masked),
-                    context_entities=[int(e) for e in sample.get("context_entities", [])], items=items)
+                    context_entities=[int(e) for e in sample.get("context_entities", [])], items=items,
+                    original_text=original is not None)
 
     def _link_response_entities(self) -> None:
         """Entities first mentioned in a response = what the next sample of the same
