@@ -297,12 +297,13 @@ class MSCRSDataLoader(BaseDataLoader):
         items = [int(i) for i in sample.get("items", [])]
         masked = mask_movie_mentions(words, [self.item_name(i) for i in items], self.placeholder,
                                      stats=self.mask_stats) if items else words
+        response = detokenize_words(words)
         turn_index = sample.get("turn_index")
         conv_id = sample.get("conv_id")
         return Turn(index=index, conv_id=None if conv_id is None else str(conv_id),
                     turn_index=int(turn_index if turn_index is not None else len(context_ids)),
-                    is_system=is_system, context=context, response=detokenize_words(words),
-                    response_masked=detokenize_words(masked),
+                    is_system=is_system, context=context, response=response,
+                    response_masked=response if masked == words else detokenize_words(masked),
                     context_entities=[int(e) for e in sample.get("context_entities", [])], items=items,
                     original_text=original is not None)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Sequence, Tuple
 from urllib.parse import unquote
 
 from nltk.tokenize.treebank import TreebankWordDetokenizer
@@ -56,8 +56,13 @@ def turn_text(text: str, is_system: bool) -> str:
 
 def detokenize_words(words: Iterable[str]) -> str:
     """Words -> text (Treebank rules: no space before punctuation, ``do n't`` -> ``don't``)."""
-    kept = [w for w in words if w not in CRSLAB_SPECIAL_TOKENS]
-    return _DETOKENIZER.detokenize(kept).strip()
+    return _detokenize(tuple(w for w in words if w not in CRSLAB_SPECIAL_TOKENS))
+
+
+@lru_cache(maxsize=1 << 17)
+def _detokenize(words: Tuple[str, ...]) -> str:
+    """Cached: nltk's Treebank rules are slow and a response recurs in every later context."""
+    return _DETOKENIZER.detokenize(list(words)).strip()
 
 
 class Detokenizer:
