@@ -197,32 +197,29 @@ class MSCRSDataLoader(BaseDataLoader):
                            enumerate(tqdm(self.dataset, desc="MSCRS: samples to text", leave=False))]
             self._link_response_entities()
             if self.source_text is not None and self.text_fallbacks:
-                self._warn_fallback(f"{sum(self.text_fallbacks.values())} of {len(self._turns)} samples "
-                                    f"are not in {self.source_text.path} as tagged: "
-                                    f"{dict(self.text_fallbacks)}")
+                self._warn_fallback(f"[MSCRS dataloader: {sum(self.text_fallbacks.values())} of "
+                                    f"{len(self._turns)} samples read CRSLab's word ids (train vocabulary: "
+                                    f"unseen words read __unk__), not {self.source_text.path}, because "
+                                    f"{dict(self.text_fallbacks)}]")
             if self.mask_stats.missing:
                 logger.info("[MSCRS: movie mentions masked: {}]", self.mask_stats.as_dict())
         return self._turns
 
     # -- where the words come from -----------------------------------------------------------
-    def _warn_fallback(self, reason: str) -> None:
+    def _warn_fallback(self, message: str) -> None:
+        """One warning per loader, however many samples fall back."""
         if not self._warned_fallback:
             self._warned_fallback = True
-            logger.warning("[MSCRS dataloader: text detokenised from CRSLab's word ids (train vocabulary: "
-                           "unseen words read __unk__) because {}]", reason)
+            logger.warning(message)
 
     def _find_source_text(self) -> Optional[SplitText]:
         """The split file of these samples (see :func:`source_text.match_split`), or None."""
         if self.dialogue_text == "ids" or not self.dataset:
             return None
-        try:
-            folder = built_dataset_folder(self.opt)
-        except Exception as err:  # pragma: no cover - data root not configured
-            folder = None
-            logger.debug("[MSCRS: no dataset folder: {}]", err)
-        match = match_split(folder, self.dataset, agreement=self._agreement)
+        match = match_split(built_dataset_folder(self.opt), self.dataset, agreement=self._agreement)
         if match.text is None:
-            self._warn_fallback(match.reason)
+            self._warn_fallback("[MSCRS dataloader: text detokenised from CRSLab's word ids (train vocabulary: "
+                                f"unseen words read __unk__) because {match.reason}]")
         else:
             logger.info("[MSCRS: dialogue text from {}]", match.reason)
         return match.text
