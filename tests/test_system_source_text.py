@@ -229,3 +229,15 @@ def test_embedded_sample_masks_every_valid_and_test_title(tmp_path):
     train, train_ids = stats["train", "dataset"][0], stats["train", "ids"][0]
     assert [(t.context, t.response, t.response_masked) for t in train] == \
         [(t.context, t.response, t.response_masked) for t in train_ids]
+
+
+def test_text_coverage_report_compares_both_sources(built):
+    from crslab_mscrs.mscrs_system.text_coverage import compare_split
+
+    root, vocab, samples = built
+    with data_root(root):
+        test = compare_split(samples["test"], vocab, "ReDial")
+        train = compare_split(samples["train"], vocab, "ReDial")
+    assert (test["ids"]["masked"], test["dataset"]["masked"], test["dataset"]["mentions"]) == (0, 1, 1)
+    assert test["dataset"]["source"] == "test_data.json" and test["same_context"] == 0
+    assert train["same_context"] == train["same_response"] == train["samples"] == 2
