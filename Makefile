@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.crslab-mscrs-installed
 
-.PHONY: venv demo test data features bench clean-venv
+.PHONY: venv demo test data data-if-source features bench clean-venv
 
 venv: $(STAMP)
 
@@ -35,8 +35,14 @@ $(STAMP): setup.py Makefile
 demo: $(STAMP)
 	$(BIN)/python run_crslab.py --config $(DEMO_CONFIG)
 
-test: $(STAMP)
+test: $(STAMP) data-if-source
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# the real-data tests read ./data: build it once when the raw source is there
+data-if-source: $(STAMP)
+	@if [ -d "$(SOURCE)" ] && [ ! -f "$(DATA_ROOT)/dataset/inspired/nltk/item_names.json" ]; then \
+		$(MAKE) --no-print-directory data; \
+	else echo "data: $(DATA_ROOT) already built or $(SOURCE) absent"; fi
 
 data: $(STAMP)
 	$(BIN)/python data_prep/build_datasets.py --source $(SOURCE) --data-root $(DATA_ROOT)
