@@ -9,7 +9,6 @@ benchmark harness reads (``--rankings-out``, ``--metrics-out``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -99,7 +98,7 @@ def run(args: argparse.Namespace) -> dict:
         if opt.get("stages") is not None:
             select_stages(system, opt["stages"])
         capture = attach_test_capture(system, dataset.side_data["item_entity_ids"])
-    system.fit()
+    results = system.fit()
     if args.save_system:
         system.save_model()
     if capture is not None:
@@ -108,8 +107,10 @@ def run(args: argparse.Namespace) -> dict:
                              "stages": opt.get("stages", "all"),
                              "scale": opt.get("scale", 1), "wall_time_s": round(time.time() - started, 1)},
                       scale=float(opt.get("scale", 1)))
-        return capture.metrics
-    return {}
+        return {"test": capture.metrics}
+    # our own systems return {stage: {"test": {...}, ...}}; pre-training is never a result
+    return {stage: summary["test"] for stage, summary in (results or {}).items()
+            if isinstance(summary, dict) and "test" in summary and stage != "pretrain"}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -122,8 +123,33 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if metrics:
-        print(json.dumps({"test": metrics}, indent=2))
+        print(format_metrics_table(metrics))
     return 0
+
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), sub, out)
+    elif value is None:
+        out[prefix] = "n/a"
+    elif isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        out[prefix] = value
+
+
+def format_metrics_table(metrics: dict) -> str:
+    """Test metrics as an aligned two-column table, one block per stage."""
+    lines = []
+    for stage, values in metrics.items():
+        flat: dict = {}
+        _flatten("", values, flat)
+        if not flat:
+            continue
+        width = max(len(name) for name in flat)
+        lines.append(f"== test metrics: {stage} ==")
+        lines += [f"{name:<{width}}  {value:.4f}" if isinstance(value, float) else f"{name:<{width}}  {value}"
+                  for name, value in flat.items()]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -62,3 +62,13 @@ def test_overrides_set_nested_values_parsed_as_yaml():
 def test_override_without_equals_is_rejected():
     with pytest.raises(ConfigError):
         apply_overrides({}, ["rec.epoch"])
+
+
+def test_cli_prints_test_metrics_as_a_table_with_absent_values_as_na():
+    from crslab_mscrs.cli import format_metrics_table
+
+    table = format_metrics_table({"rec": {"recall@10": 0.25},
+                                  "conv": {"generation": {"bleu@1": 0.125, "greedy": None}}})
+    lines = table.splitlines()
+    assert lines[0] == "== test metrics: rec ==" and lines[1].split() == ["recall@10", "0.2500"]
+    assert "generation.greedy" in table and table.rstrip().endswith("n/a")
