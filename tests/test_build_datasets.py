@@ -19,19 +19,6 @@ LOADER_OPT = {"context_truncate": 64, "response_truncate": 20, "entity_truncate"
 
 
 @pytest.fixture
-def no_download(monkeypatch):
-    """Any CRSLab download attempt fails the test."""
-    import crslab.download as dl
-
-    def refuse(*args, **kwargs):
-        pytest.fail(f"CRSLab attempted a download: {args}")
-
-    monkeypatch.setattr(dl, "download", refuse)
-    monkeypatch.setattr(dl, "download_from_google_drive", refuse)
-    monkeypatch.setattr(dl.DownloadableFile, "download_file", lambda self, dpath: refuse(self.url, dpath))
-
-
-@pytest.fixture
 def data_root_at(request):
     """Point CRSLab's path globals at a folder for one test, then back."""
     previous = paths.data_root()

@@ -16,19 +16,6 @@ LOADER_OPT = {"context_truncate": 64, "response_truncate": 20, "entity_truncate"
 
 
 @pytest.fixture
-def no_download(monkeypatch):
-    """Any CRSLab download attempt fails the test."""
-    import crslab.download as dl
-
-    def refuse(*args, **kwargs):
-        pytest.fail(f"CRSLab attempted a download: {args}")
-
-    monkeypatch.setattr(dl, "download", refuse)
-    monkeypatch.setattr(dl, "download_from_google_drive", refuse)
-    monkeypatch.setattr(dl.DownloadableFile, "download_file", lambda self, dpath: refuse(self.url, dpath))
-
-
-@pytest.fixture
 def sample_root(tmp_path):
     """A fresh sample copy as CRSLab's data root for one test."""
     previous = paths.data_root()
