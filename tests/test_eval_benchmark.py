@@ -152,6 +152,7 @@ def test_reuse_scores_earlier_model_outputs_without_rerunning(tmp_path, monkeypa
             ranked = labels + [i for i in range(N_ITEMS) if i not in labels]
             f.write(json.dumps({"conv_id": conv_id, "turn_index": turn, "ranked_items": ranked[:100]}) + "\n")
     (run_dir / "metrics.json").write_text(json.dumps({"crslab_test_metrics": {"hit@1": 0.5}}))
+    (run_dir / "run_stats.json").write_text(json.dumps({"exit_code": 0, "wall_s": 12.5, "peak_rss_mb": 300.0}))
 
     def no_subprocess(*args, **kwargs):
         raise AssertionError("--reuse must not start the model run again")
@@ -167,3 +168,17 @@ def test_reuse_scores_earlier_model_outputs_without_rerunning(tmp_path, monkeypa
     runs = json.loads((out / "runs.json").read_text())
     assert runs[0]["status"] == "ok" and any("reused" in note for note in runs[0]["notes"])
     assert any("stages=[rec]" in note for note in runs[0]["notes"])
+    # the wall time and memory measured by the original run are kept
+    assert runs[0]["wall_s"] == pytest.approx(12.5) and runs[0]["peak_rss_mb"] == pytest.approx(300.0)
+
+
+def test_config_variant_prefers_dataset_variant_and_falls_back(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for model, names in {"mscrs": ["inspired.yaml", "inspired_offline.yaml"], "kbrd": ["inspired.yaml"]}.items():
+        (tmp_path / "cfg" / model).mkdir(parents=True)
+        for name in names:
+            (tmp_path / "cfg" / model / name).write_text("dataset: Inspired\n")
+    pick = harness.model_config_path
+    assert pick(Path("cfg"), "mscrs", "inspired", False, "offline").name == "inspired_offline.yaml"
+    assert pick(Path("cfg"), "kbrd", "inspired", False, "offline").name == "inspired.yaml"
+    assert pick(Path("cfg"), "mscrs", "inspired", False).name == "inspired.yaml"

@@ -204,3 +204,32 @@ def test_tensorboard_logs_into_the_run_folder(env, tmp_path, monkeypatch):
     system.fit()
     system.writer.flush()
     assert list((system.run_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_time_bounded_stage_caps_batches_and_skips_validation(env):
+    """``max_steps`` caps the training batches of an epoch; ``validate: false`` skips the valid
+    pass and keeps the last epoch (used for the budgeted CPU runs of the benchmark)."""
+    rec = dict(section(2), max_steps=1, validate=False)
+    system = make_system(env, "budget", stages=["rec"], rec=rec)
+    calls = spy_evaluations(system)
+    steps = []
+    original_step = system.step
+
+    def counting_step(batch, stage, mode):
+        if mode == "train":
+            steps.append(stage)
+        return original_step(batch, stage, mode)
+
+    system.step = counting_step
+    assert system.train_dataloader.num_batches("rec", 8) > 1  # so that the cap matters
+    results = system.fit()
+    assert steps == ["rec", "rec"]  # 2 epochs x 1 batch
+    assert calls == [("_rec_metrics", "test")]  # no valid pass, test once
+    assert results["rec"]["chosen_epoch"] == 1
+    assert [h["valid"] for h in results["rec"]["valid_history"]] == [None, None]
+
+
+def test_stage_validate_must_be_a_bool(env):
+    system = make_system(env, "budget_bad", stages=["rec"], rec=dict(section(1), validate="no"))
+    with pytest.raises(ValueError, match="rec.validate"):
+        system.fit()

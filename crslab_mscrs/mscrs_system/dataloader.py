@@ -425,14 +425,16 @@ class MSCRSDataLoader(BaseDataLoader):
 
     # -- iteration -------------------------------------------------------------------------
     def _batches(self, rows: list, batch_fn: Callable, batch_size: int, shuffle: bool,
-                 desc: str) -> Iterator[dict]:
+                 desc: str, max_batches: Optional[int] = None) -> Iterator[dict]:
         """Like ``BaseDataLoader.get_data`` (``scale``, Python ``random`` shuffling) with a
-        labelled progress bar."""
+        labelled progress bar; ``max_batches`` stops early (a stage's ``max_steps``)."""
         rows = rows[:ceil(len(rows) * self.scale)]
         order = list(range(len(rows)))
         if shuffle:
             random.shuffle(order)
         n_batches = ceil(len(rows) / batch_size)
+        if max_batches:
+            n_batches = min(n_batches, int(max_batches))
         for b in tqdm(range(n_batches), desc=desc, leave=False):
             yield batch_fn([rows[i] for i in order[b * batch_size:(b + 1) * batch_size]])
 
@@ -441,17 +443,22 @@ class MSCRSDataLoader(BaseDataLoader):
                 "conv": self.conv_turns, "generation": self.conv_turns}[task]()
         return ceil(ceil(len(rows) * self.scale) / batch_size)
 
-    def get_pretrain_data(self, batch_size, shuffle=True):
-        return self._batches(self.pretrain_rows(), self.pretrain_batchify, batch_size, shuffle, "pretrain")
+    def get_pretrain_data(self, batch_size, shuffle=True, max_batches=None):
+        return self._batches(self.pretrain_rows(), self.pretrain_batchify, batch_size, shuffle, "pretrain", max_batches)
 
-    def get_rec_data(self, batch_size, shuffle=True):
-        return self._batches(self.rec_rows(), self.rec_batchify, batch_size, shuffle, "rec")
+    def get_rec_data(self, batch_size, shuffle=True, max_batches=None):
+        return self._batches(self.rec_rows(), self.rec_batchify, batch_size, shuffle, "rec", max_batches)
 
     def get_rec_eval_data(self, batch_size):
         return self._batches(self.rec_eval_turns(), self.rec_eval_batchify, batch_size, False, "rec eval")
 
-    def get_conv_data(self, batch_size, shuffle=True):
-        return self._batches(self.conv_turns(), self.conv_batchify, batch_size, shuffle, "conv")
+    def get_conv_data(self, batch_size, shuffle=True, max_batches=None):
+        return self._batches(self.conv_turns(), self.conv_batchify, batch_size, shuffle, "conv", max_batches)
+
+    def generation_rows(self) -> list:
+        """The rows ``get_generation_data`` batches, in its order (after ``scale``)."""
+        rows = self.conv_turns()
+        return rows[:ceil(len(rows) * self.scale)]
 
     def get_generation_data(self, batch_size):
         return self._batches(self.conv_turns(), self.generation_batchify, batch_size, False, "generate")

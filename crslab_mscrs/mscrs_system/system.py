@@ -6,7 +6,8 @@ Follows MSCRS (SIGIR 2025) / UniCRS (KDD 2022) training, with the authors' bugs 
 - each stage (``stages: [pretrain, rec, conv]``) has its own section ``pretrain:`` /
   ``rec:`` / ``conv:`` (epoch, batch_size, optimizer {name: AdamW, lr, weight_decay},
   warmup_steps, gradient_accumulation_steps, eval_batch_size, gradient_clip, max_steps =
-  at most this many training batches per epoch, for smoke runs);
+  at most this many training batches per epoch, for smoke runs), validate (default true;
+  false: no valid pass, the last epoch's weights are the chosen ones, for time-bounded runs);
 - the checkpoint is chosen on the VALIDATION split (rec: ``rec_select_metric``, default
   Recall@50; conv: validation loss, not dist@k, bug 7) and the TEST split is evaluated
   once, with the chosen weights. Pre-training recall is logged as "pretrain (inflated,
@@ -226,6 +227,9 @@ class MSCRSSystem(BaseSystem):
         self.grad_accum = max(1, int(section.get("gradient_accumulation_steps", 1)))
         self.gradient_clip = float(section.get("gradient_clip", -1) or -1)
         max_batches = section.get("max_steps")
+        validate = section.get("validate", True)
+        if not isinstance(validate, bool):
+            raise ValueError(f"config key '{stage}.validate' must be true or false, got {validate!r}")
         if stage == "conv":
             self._attach_demonstrations()
         task = {"pretrain": "pretrain", "rec": "rec", "conv": "conv"}[stage]
@@ -245,16 +249,20 @@ class MSCRSSystem(BaseSystem):
                     f"{total_steps} optimizer steps, from epoch {progress['epoch_done'] + 1}]")
         for epoch in range(progress["epoch_done"] + 1, epochs):
             self._train_epoch(stage, epoch, batch_size, max_batches)
-            value = self._validate(stage, epoch, int(section.get("eval_batch_size", batch_size)))
-            maximise = stage != "conv"
-            improved = progress["best_value"] is None or (value > progress["best_value"] if maximise
-                                                          else value < progress["best_value"])
+            if validate:
+                value = self._validate(stage, epoch, int(section.get("eval_batch_size", batch_size)))
+                maximise = stage != "conv"
+                improved = progress["best_value"] is None or (value > progress["best_value"] if maximise
+                                                              else value < progress["best_value"])
+            else:  # no valid pass: the latest epoch is the chosen one
+                value, improved = None, True
             progress["history"].append({"epoch": epoch, "valid": value})
             if improved:
                 progress["best_value"], progress["best_epoch"] = value, epoch
                 atomic_save({"version": CHECKPOINT_VERSION, "stage": stage, "epoch": epoch, "valid": value,
                              "model": trainable_state(self.net)}, self.run_dir / f"{stage}_best.pth")
-                logger.info(f"[{stage}: new best on valid ({value:.4f}) at epoch {epoch}]")
+                logger.info(f"[{stage}: new best on valid ({value:.4f}) at epoch {epoch}]" if validate
+                            else f"[{stage}: validation off, epoch {epoch} kept]")
             progress["epoch_done"] = epoch
             self._save_last(completed, progress)
             self._on_checkpoint_saved(stage, epoch)
@@ -280,7 +288,9 @@ class MSCRSSystem(BaseSystem):
         self.optimizer.zero_grad(set_to_none=True)
         self._accumulated = 0
         started = time.time()
-        for b, batch in enumerate(getter(batch_size, shuffle=True)):
+        batches = getter(batch_size, shuffle=True, max_batches=max_batches) if max_batches else \
+            getter(batch_size, shuffle=True)
+        for b, batch in enumerate(batches):
             if max_batches and b >= int(max_batches):
                 break
             self.step(batch, stage, "train")
@@ -465,34 +475,48 @@ class MSCRSSystem(BaseSystem):
     @torch.no_grad()
     def generate_replies(self, loader, batch_size: int) -> List[dict]:
         """Generate a reply for every recommender turn and fill its ``<movie>`` slots with
-        the recommender's top items (ranked with the rec stage's chosen weights)."""
+        the recommender's top items (ranked with the rec stage's chosen weights).
+
+        Items are ranked only for the replies that have a slot (``top_items`` is empty for the
+        others): on CPU the ranking pass costs as much as a second prefill of every context."""
         self.model.eval()
         self._attach_demonstrations()
-        top_items: List[List[int]] = []
-        with self._weights(self.run_dir / "rec_best.pth") as found:
-            if not found:
-                logger.warning("[no rec_best.pth: <movie> slots are filled with the current weights' ranking]")
-            for batch in loader.get_generation_data(batch_size):
-                output = self.step(batch, "rec", "test")
-                top_items.extend(self.item_ids[torch.topk(output_scores(output).float().cpu(), 10, dim=-1)
-                                               .indices].tolist())
-        replies, position = [], 0
+        raw_replies, metas = [], []
         tokenizer = self.core.lm_tokenizer
         for batch in loader.get_generation_data(batch_size):
             with self._autocast():
                 new_tokens = self.core.generate(self._to_device(batch), **self._generation_kwargs())
-            texts = tokenizer.batch_decode(new_tokens.cpu(), skip_special_tokens=True)
+            raw_replies.extend(text.strip() for text in tokenizer.batch_decode(new_tokens.cpu(),
+                                                                               skip_special_tokens=True))
             meta = batch["meta"]
-            for i, raw in enumerate(texts):
-                items = top_items[position]
-                position += 1
-                raw = raw.strip()
-                names = [self.item_name(e) for e in items]
-                replies.append({"conv_id": meta["conv_ids"][i], "turn_index": meta["turn_indices"][i],
-                                "raw": raw, "reply": fill_placeholders(raw, names, self.placeholder),
-                                "n_slots": count_placeholders(raw, self.placeholder),
-                                "reference": meta["references"][i], "top_items": items[:3]})
+            metas.extend({"conv_id": meta["conv_ids"][i], "turn_index": meta["turn_indices"][i],
+                          "reference": meta["references"][i]} for i in range(len(meta["conv_ids"])))
+        with_slots = [i for i, raw in enumerate(raw_replies) if count_placeholders(raw, self.placeholder)]
+        top_items = self._top_items_of_rows(loader, with_slots, batch_size)
+        replies = []
+        for i, (raw, meta) in enumerate(zip(raw_replies, metas)):
+            items = top_items.get(i, [])
+            names = [self.item_name(e) for e in items]
+            replies.append({**meta, "raw": raw, "reply": fill_placeholders(raw, names, self.placeholder),
+                            "n_slots": count_placeholders(raw, self.placeholder), "top_items": items[:3]})
         return replies
+
+    def _top_items_of_rows(self, loader, indices: List[int], batch_size: int, k: int = 10) -> Dict[int, List[int]]:
+        """Top-``k`` items (rec stage's chosen weights) of the generation rows ``indices``."""
+        if not indices:
+            return {}
+        rows = loader.generation_rows()
+        top: Dict[int, List[int]] = {}
+        with self._weights(self.run_dir / "rec_best.pth") as found:
+            if not found:
+                logger.warning("[no rec_best.pth: <movie> slots are filled with the current weights' ranking]")
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start:start + batch_size]
+                batch = loader.generation_batchify([rows[i] for i in chunk])
+                scores = output_scores(self.step(batch, "rec", "test")).float().cpu()
+                ranked = self.item_ids[torch.topk(scores, min(k, scores.shape[1]), dim=-1).indices].tolist()
+                top.update(zip(chunk, ranked))
+        return top
 
     def item_name(self, entity_id: int) -> str:
         uri = self.id2entity.get(int(entity_id))
