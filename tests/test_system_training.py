@@ -233,3 +233,36 @@ def test_stage_validate_must_be_a_bool(env):
     system = make_system(env, "budget_bad", stages=["rec"], rec=dict(section(1), validate="no"))
     with pytest.raises(ValueError, match="rec.validate"):
         system.fit()
+
+
+def test_generated_slots_are_filled_with_the_recommenders_top_items(full_run, monkeypatch):
+    """`<movie>` slots of generated replies get the rec weights' top items, in rank order; items
+    are ranked only for the replies that have a slot."""
+    system = full_run.system
+    loader = system.test_dataloader
+    n_rows = len(loader.generation_rows())
+    slot = system.placeholder
+    scripted = [f"try {slot} or {slot}" if i % 2 == 0 else "what else do you like?" for i in range(n_rows)]
+    texts = iter(scripted)
+    monkeypatch.setattr(system.core, "generate",
+                        lambda batch, **kwargs: torch.zeros(len(batch["input_ids"]), 1, dtype=torch.long))
+    monkeypatch.setattr(system.core.lm_tokenizer, "batch_decode",
+                        lambda ids, **kwargs: [next(texts) for _ in range(len(ids))])
+    ranked_rows = []
+    original_step = system.step
+
+    def spying_step(batch, stage, mode):
+        if stage == "rec":
+            ranked_rows.append(len(batch["input_ids"]))
+        return original_step(batch, stage, mode)
+
+    monkeypatch.setattr(system, "step", spying_step)
+    replies = system.generate_replies(loader, batch_size=8)
+    assert [r["raw"] for r in replies] == scripted
+    assert sum(ranked_rows) == len(range(0, n_rows, 2))  # only the replies with slots were ranked
+    for i, reply in enumerate(replies):
+        if i % 2:
+            assert reply["n_slots"] == 0 and reply["top_items"] == [] and reply["reply"] == scripted[i]
+            continue
+        first, second = (system.item_name(e) for e in reply["top_items"][:2])
+        assert reply["n_slots"] == 2 and reply["reply"] == f"try {first} or {second}"
