@@ -242,6 +242,31 @@ def epoch_overrides(config_path: Path, epochs: int) -> List[str]:
     return args
 
 
+def hardware_description() -> str:
+    """CPU model, cores and GPU of this machine (for results.md and run_stats.json)."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = "no GPU"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    except ImportError:  # pragma: no cover
+        pass
+    threads = os.environ.get("OMP_NUM_THREADS")
+    return (f"{cpu}, {os.cpu_count()} cores" + (f" (OMP_NUM_THREADS={threads})" if threads else "")
+            + f", {gpu}")
+
+
 def run_subprocess(cmd: List[str], log_path: Path, timeout: Optional[float]
                    ) -> Tuple[int, float, Optional[float]]:
     """Run ``cmd`` with output to ``log_path``; returns (exit code, wall s, peak RSS MB)."""
@@ -357,14 +382,19 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
         if stats_path.is_file():
             stats = json.loads(stats_path.read_text(encoding="utf-8"))
             record.wall_s, record.peak_rss_mb = stats.get("wall_s"), stats.get("peak_rss_mb")
-            record.notes.append("reused an earlier run's outputs (wall time / memory from its run_stats.json)")
+            original = stats.get("command") or []
+            sets = [original[i + 1] for i, arg in enumerate(original[:-1]) if arg == "--set"]
+            record.notes = [f"config {stats.get('config', config)}" + "".join(f", {o}" for o in sets),
+                            "reused an earlier run's outputs (overrides, wall time, memory and hardware "
+                            f"from its run_stats.json: {stats.get('hardware', 'hardware not recorded')})"]
         else:
             record.notes.append("reused an earlier run's outputs (wall time / memory not measured here)")
     else:
         code, record.wall_s, record.peak_rss_mb = run_subprocess(cmd, run_dir / "run.log", args.timeout)
         stats_path.write_text(json.dumps({"exit_code": code, "wall_s": record.wall_s,
-                                          "peak_rss_mb": record.peak_rss_mb, "command": cmd}, indent=1),
-                              encoding="utf-8")
+                                          "peak_rss_mb": record.peak_rss_mb, "hardware": hardware_description(),
+                                          "config": record.notes[0].split(",")[0].replace("config ", "", 1),
+                                          "command": cmd}, indent=1), encoding="utf-8")
     if code != 0:
         record.status = "failed"
         record.error = f"exit code {code}\n" + _tail((run_dir / "run.log").read_text(encoding="utf-8",
@@ -432,7 +462,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     write_results_csv(rows, out_dir / "results.csv")
     preamble = [f"- generated {stamp} UTC by `{' '.join(['benchmarks/run_benchmark.py'] + list(argv or sys.argv[1:]))}`",
                 f"- data: {data_source} (`{data_root}`); ranking split `{args.split}`",
-                f"- protocols: {', '.join(protocols)}; seeds for model runs: {', '.join(map(str, seeds))}"]
+                f"- protocols: {', '.join(protocols)}; seeds for model runs: {', '.join(map(str, seeds))}",
+                f"- hardware of this invocation: {hardware_description()} (reused runs name their own in Runs)"]
     (out_dir / "results.md").write_text(
         render_markdown(rows, runs, models, datasets, protocols, preamble, notes,
                         unavailable=[d for d, ctx in contexts.items() if ctx is None]), encoding="utf-8")

@@ -152,7 +152,9 @@ def test_reuse_scores_earlier_model_outputs_without_rerunning(tmp_path, monkeypa
             ranked = labels + [i for i in range(N_ITEMS) if i not in labels]
             f.write(json.dumps({"conv_id": conv_id, "turn_index": turn, "ranked_items": ranked[:100]}) + "\n")
     (run_dir / "metrics.json").write_text(json.dumps({"crslab_test_metrics": {"hit@1": 0.5}}))
-    (run_dir / "run_stats.json").write_text(json.dumps({"exit_code": 0, "wall_s": 12.5, "peak_rss_mb": 300.0}))
+    (run_dir / "run_stats.json").write_text(json.dumps({
+        "exit_code": 0, "wall_s": 12.5, "peak_rss_mb": 300.0, "hardware": "test CPU, 2 cores, no GPU",
+        "command": ["python", "run_crslab.py", "--set", "rec.epoch=2", "--set", "stages=[rec]"]}))
 
     def no_subprocess(*args, **kwargs):
         raise AssertionError("--reuse must not start the model run again")
@@ -170,6 +172,9 @@ def test_reuse_scores_earlier_model_outputs_without_rerunning(tmp_path, monkeypa
     assert any("stages=[rec]" in note for note in runs[0]["notes"])
     # the wall time and memory measured by the original run are kept
     assert runs[0]["wall_s"] == pytest.approx(12.5) and runs[0]["peak_rss_mb"] == pytest.approx(300.0)
+    # ... and so are the overrides and hardware of the original run, not those of this invocation
+    assert any("rec.epoch=2" in note for note in runs[0]["notes"])
+    assert any("test CPU, 2 cores" in note for note in runs[0]["notes"])
 
 
 def test_config_variant_prefers_dataset_variant_and_falls_back(tmp_path, monkeypatch):
