@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", default=None, help="passed to run_crslab.py -g (default: its 'auto')")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override passed to every model run (run_crslab.py --set), e.g. 'stages=[rec]'")
+    p.add_argument("--no-run", action="store_true",
+                   help="start no model run: score the runs already under --out (implies --reuse); "
+                        "a missing one is reported as 'not run' with n/a cells")
     p.add_argument("--reuse", action="store_true",
                    help="keep model runs that already left rankings.jsonl and metrics.json under --out "
                         "(resume a killed benchmark); their wall time and memory are not re-measured")
@@ -377,7 +380,11 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
                         + (f", epochs={epochs}" if epochs is not None else "")
                         + "".join(f", {o}" for o in args.overrides))
     stats_path = run_dir / "run_stats.json"
-    if args.reuse and rankings_path.is_file() and metrics_path.is_file():
+    if getattr(args, "no_run", False) and not (rankings_path.is_file() and metrics_path.is_file()):
+        record.status = "not run"
+        record.error = f"--no-run and no rankings.jsonl + metrics.json under {run_dir}"
+        return [], record
+    if (args.reuse or getattr(args, "no_run", False)) and rankings_path.is_file() and metrics_path.is_file():
         code = 0
         if stats_path.is_file():
             stats = json.loads(stats_path.read_text(encoding="utf-8"))
@@ -456,7 +463,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             new_rows, record = run_model(model, ctx, seed, args, Path(data_root), out_dir)
         rows += new_rows
         runs.append(record)
-        if record.status != "ok":
+        if record.status == "failed":
             tqdm.write(f"[failed] {model}/{dataset}/seed {seed or 'det.'}: "
                        f"{record.error.strip().splitlines()[-1] if record.error.strip() else ''}")
     write_results_csv(rows, out_dir / "results.csv")
@@ -469,7 +476,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         unavailable=[d for d, ctx in contexts.items() if ctx is None]), encoding="utf-8")
     plot_recall_bars(rows, out_dir / "results.png", models, datasets, protocols)
     (out_dir / "runs.json").write_text(json.dumps([asdict(r) for r in runs], indent=2), encoding="utf-8")
-    failed = sum(run.status != "ok" for run in runs)
+    failed = sum(run.status == "failed" for run in runs)
     print(f"wrote {out_dir}/results.csv, results.md, results.png ({len(runs)} runs, {failed} failed)")
     return 0
 

@@ -187,3 +187,23 @@ def test_config_variant_prefers_dataset_variant_and_falls_back(tmp_path, monkeyp
     assert pick(Path("cfg"), "mscrs", "inspired", False, "offline").name == "inspired_offline.yaml"
     assert pick(Path("cfg"), "kbrd", "inspired", False, "offline").name == "inspired.yaml"
     assert pick(Path("cfg"), "mscrs", "inspired", False).name == "inspired.yaml"
+
+
+def test_no_run_reports_missing_model_runs_as_not_run(tmp_path, monkeypatch):
+    root = make_tiny_dataset(tmp_path / "data")
+    (tmp_path / "configs" / "kbrd").mkdir(parents=True)
+    (tmp_path / "configs" / "kbrd" / "redial.yaml").write_text("dataset: ReDial\ntokenize: nltk\nmodel: KBRD\n")
+
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError("--no-run must not start a model run")
+
+    monkeypatch.setattr(harness, "run_subprocess", no_subprocess)
+    out = tmp_path / "results"
+    assert harness.main(["--models", "naive,kbrd", "--datasets", "redial", "--data-root", str(root),
+                         "--out", str(out), "--seeds", "0", "--config-dir", str(tmp_path / "configs"),
+                         "--no-run", "--shared-data", str(tmp_path / "no_shared")]) == 0
+    runs = {r["model"]: r for r in json.loads((out / "runs.json").read_text())}
+    assert runs["naive"]["status"] == "ok" and runs["kbrd"]["status"] == "not run"
+    table = (out / "results.md").read_text()
+    kbrd_row = next(line for line in table.splitlines() if line.startswith("| kbrd | 0 |"))
+    assert "n/a" in kbrd_row and "## Failed runs" not in table

@@ -47,7 +47,7 @@ class RunRecord:
     model: str
     dataset: str
     seed: str
-    status: str = "ok"  # "ok" or "failed"
+    status: str = "ok"  # "ok", "failed", or "not run" (``--no-run`` and no earlier outputs)
     wall_s: Optional[float] = None
     peak_rss_mb: Optional[float] = None
     error: str = ""
@@ -150,7 +150,7 @@ def render_markdown(rows: Sequence[ResultRow], runs: Sequence[RunRecord], models
                      "; ".join(run.notes)])
     lines += _markdown_table(["model", "dataset", "seed", "status", "wall s", "peak RSS MB", "notes"],
                              body) + [""]
-    failed = [run for run in runs if run.status != "ok"]
+    failed = [run for run in runs if run.status == "failed"]
     if failed:
         lines += ["## Failed runs", ""]
         for run in failed:
