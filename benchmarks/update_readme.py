@@ -105,7 +105,7 @@ def compact_recall_table(dataset: str, tables: Dict[str, List[Dict[str, str]]]) 
         seeds = next((by_protocol[p][model].get("seeds ok", "") for p in by_protocol if model in by_protocol[p]), "")
         body.append([model, seeds] + [by_protocol[p].get(model, {}).get(column, "n/a")
                                       for p, column, _ in columns])
-    return _table(["model", "seeds"] + [label for _, _, label in columns], body)
+    return _table(["model", "seeds ok"] + [label for _, _, label in columns], body)
 
 
 def generation_table(dataset: str, tables: Dict[str, List[Dict[str, str]]]) -> List[str]:
