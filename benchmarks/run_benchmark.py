@@ -391,7 +391,8 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
             record.wall_s, record.peak_rss_mb = stats.get("wall_s"), stats.get("peak_rss_mb")
             original = stats.get("command") or []
             sets = [original[i + 1] for i, arg in enumerate(original[:-1]) if arg == "--set"]
-            record.notes = [f"config {stats.get('config', config)}" + "".join(f", {o}" for o in sets),
+            shown = config.relative_to(REPO_ROOT) if config.is_relative_to(REPO_ROOT) else config
+            record.notes = [f"config {stats.get('config', shown)}" + "".join(f", {o}" for o in sets),
                             "reused an earlier run's outputs (overrides, wall time, memory and hardware "
                             f"from its run_stats.json: {stats.get('hardware', 'hardware not recorded')})"]
         else:

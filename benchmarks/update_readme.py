@@ -134,7 +134,15 @@ def render_section(parsed: dict, source: str, plot: Optional[str], full_tables: 
                       "`crslab_mscrs.evaluation.generation`):", ""] + generation + [""]
     if parsed["runs"]:
         header = ["model", "dataset", "seed", "status", "wall s", "peak RSS MB", "notes"]
-        lines += ["Runs:", ""] + _table(header, [[row.get(h, "") for h in header] for row in parsed["runs"]]) + [""]
+        done = [row for row in parsed["runs"] if row.get("status") != "not run"]
+        lines += ["Runs:", ""] + _table(header, [[row.get(h, "") for h in header] for row in done]) + [""]
+        missing: Dict[Tuple[str, str], List[str]] = {}
+        for row in parsed["runs"]:
+            if row.get("status") == "not run":
+                missing.setdefault((row.get("model", ""), row.get("dataset", "")), []).append(row.get("seed", ""))
+        if missing:
+            lines += ["Not run (n/a above): " + "; ".join(f"{model} on {dataset} (seed {', '.join(seeds)})"
+                                                          for (model, dataset), seeds in missing.items()) + ".", ""]
     if plot:
         lines += [f"![Recall@10 and Recall@50 per model and protocol]({plot})", ""]
     lines += [f"All metrics (NDCG, MRR, per-mention variants, CRSLab's own numbers): `{full_tables}`.", "", END]
