@@ -323,6 +323,51 @@ def test_standard_evaluator_counts_word_ngrams(unpatched):
     assert evaluator.replies == [] and evaluator.report() == {}
 
 
+# 9 ------------------------------------------------------------------------- R-GCN speed
+def test_featureless_rgcn_matches_pyg_forward_and_gradients():
+    from torch_geometric.nn import RGCNConv
+
+    from crslab_mscrs.compat import rgcn_featureless
+
+    torch.manual_seed(0)
+    n_nodes, n_relations = 30, 5
+    edge_index = torch.randint(0, n_nodes, (2, 120))
+    edge_type = torch.randint(0, n_relations, (120,))
+    conv = RGCNConv(n_nodes, 8, n_relations, num_bases=3)
+    assert RGCNConv.forward is rgcn_featureless.forward  # installed by crslab_mscrs.compat
+    upstream = rgcn_featureless._original_forward
+
+    def output_and_gradients(forward):
+        conv.zero_grad()
+        out = forward(conv, None, edge_index, edge_type)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        return out.detach(), [p.grad.clone() for p in conv.parameters()]
+
+    expected, expected_grads = output_and_gradients(upstream)
+    got, got_grads = output_and_gradients(RGCNConv.forward)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    for got_grad, expected_grad in zip(got_grads, expected_grads):
+        torch.testing.assert_close(got_grad, expected_grad, rtol=1e-5, atol=1e-6)
+    # nodes without in-edges get only the self-connection and bias, as in PyG
+    isolated = sorted(set(range(n_nodes)) - set(edge_index[1].tolist()))
+    if isolated:
+        torch.testing.assert_close(got[isolated], (conv.root + conv.bias)[isolated].detach())
+
+
+def test_rgcn_with_node_features_keeps_pyg_path():
+    from torch_geometric.nn import RGCNConv
+
+    from crslab_mscrs.compat import rgcn_featureless
+
+    torch.manual_seed(0)
+    conv = RGCNConv(4, 6, 2, num_bases=2)
+    features = torch.randn(10, 4)
+    edge_index = torch.randint(0, 10, (2, 25))
+    edge_type = torch.randint(0, 2, (25,))
+    torch.testing.assert_close(conv(features, edge_index, edge_type),
+                               rgcn_featureless._original_forward(conv, features, edge_index, edge_type))
+
+
 # ------------------------------------------------------------------------- whole layer
 def test_apply_is_idempotent():
     import sys as _sys
@@ -332,12 +377,13 @@ def test_apply_is_idempotent():
     from crslab.model.crs.inspired.inspired_conv import InspiredConvModel
     from crslab.model.crs.kbrd.kbrd import KBRDModel
     from crslab.system.utils.lr_scheduler import ReduceLROnPlateau
+    from torch_geometric.nn import RGCNConv
     from transformers.utils.import_utils import _LazyModule
     transformer = importlib.import_module("crslab.model.utils.modules.transformer")
 
     def snapshot():
         return (_LazyModule.__getattr__, Metric.as_number.__func__, transformer.create_position_codes,
-                KBRDModel.encode_user, InspiredConvModel.converse, ReduceLROnPlateau.__init__,
+                KBRDModel.encode_user, InspiredConvModel.converse, RGCNConv.forward, ReduceLROnPlateau.__init__,
                 dict(crslab.evaluator.Evaluator_register_table),
                 sum(getattr(f, "crslab_mscrs_finder", False) for f in _sys.meta_path))
 

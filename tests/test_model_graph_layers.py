@@ -118,7 +118,7 @@ def test_graph_file_roundtrip_item_space_and_errors(tmp_path):
         read_graph_file(tmp_path / "nope" / "image_knn_graph.pt", "use_image_graph")
 
 
-def _entity_encoder(use):
+def _entity_encoder(use, fusion="sum"):
     torch.manual_seed(0)
     graphs, items = tiny_graphs(), torch.tensor(TINY_ITEM_IDS)
     cooc = graphs["use_cooccurrence_graph"]
@@ -129,7 +129,7 @@ def _entity_encoder(use):
                       if "c" in use else None),
         text=LightGCNPropagation(text["edge_index"], 5) if "t" in use else None,
         image=LightGCNPropagation(image["edge_index"], 5) if "v" in use else None,
-        lambda_text=0.5, lambda_image=2.0)
+        lambda_text=0.5, lambda_image=2.0, fusion=fusion)
 
 
 def test_fusion_formula_and_graph_switches():
@@ -148,3 +148,20 @@ def test_fusion_formula_and_graph_switches():
         if off in "tv":  # item graphs touch only item rows
             assert torch.allclose(other[non_items], table[non_items])
     assert _entity_encoder("").uses_graphs == {"cooccurrence": False, "text": False, "image": False}
+
+
+def test_mean_fusion_divides_each_row_by_its_view_weights():
+    summed, averaged = _entity_encoder("ctv"), _entity_encoder("ctv", fusion="mean")
+    items = summed.item_ids
+    non_items = torch.tensor([i for i in range(TINY_N_ENTITY) if i not in TINY_ITEM_IDS])
+    total = summed.fused_embeddings()
+    mean = averaged.fused_embeddings()
+    # e0 + c over 2 views; item rows also get 0.5 t + 2.0 v: total weight 1 + 1 + 0.5 + 2.0
+    torch.testing.assert_close(mean[non_items], total[non_items] / 2)
+    torch.testing.assert_close(mean[items], total[items] / 4.5)
+    # only the KG view: both modes are e0 (UniCRS), and an item-graph-only encoder averages items only
+    torch.testing.assert_close(_entity_encoder("", "mean")(), _entity_encoder("", "sum")())
+    text_only = _entity_encoder("t", "mean").fused_embeddings()
+    torch.testing.assert_close(text_only[non_items], _entity_encoder("t").fused_embeddings()[non_items])
+    with pytest.raises(ValueError, match="'fusion'"):
+        _entity_encoder("ctv", fusion="max")

@@ -11,6 +11,7 @@ Nothing in site-packages is edited; :func:`apply` patches at import time, in thi
 6. :mod:`.inspired_cache`     INSPIRED's GPT-2 loop on ``DynamicCache``
 7. :mod:`.lr_scheduler`       ``ReduceLROnPlateau`` without ``verbose``
 8. :mod:`.evaluators`         fixed ``standard`` / ``conv`` evaluators (word-level Dist-n etc.)
+9. :mod:`.rgcn_featureless`   KBRD/KGSF's R-GCN without one dense weight per relation (speed)
 
 Each module's docstring names the CRSLab file:line it fixes. :func:`apply` is idempotent:
 every patch checks a marker before installing itself. It imports only what CRSLab
@@ -29,6 +30,7 @@ PATCH_MODULES = (
     "inspired_cache",
     "lr_scheduler",
     "evaluators",
+    "rgcn_featureless",
 )
 
 _applied = False

@@ -51,6 +51,7 @@ class PromptCRSConfig:
     use_image_graph: bool = True
     lambda_text: float = 1.0
     lambda_image: float = 1.0
+    fusion: str = "sum"                     # "sum" (paper) | "mean": see MultimodalEntityEncoder
     lightgcn_layers: int = 2
     n_prefix_rec: int = 10
     n_prefix_conv: int = 20
@@ -109,7 +110,7 @@ def build_entity_encoder(n_entity: int, entity_kg: Mapping, item_ids: torch.Tens
         cooccurrence=propagation("use_cooccurrence_graph", item_space=False),
         text=propagation("use_text_graph", item_space=True),
         image=propagation("use_image_graph", item_space=True),
-        lambda_text=config.lambda_text, lambda_image=config.lambda_image)
+        lambda_text=config.lambda_text, lambda_image=config.lambda_image, fusion=config.fusion)
 
 
 def load_semantic_graphs(config: PromptCRSConfig, features_dir: Path) -> Dict[str, Optional[dict]]:
