@@ -359,7 +359,7 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
               data_root: Path, out_dir: Path) -> Tuple[List[ResultRow], RunRecord]:
     record = RunRecord(model, ctx.name, str(seed))
     config = model_config_path(Path(args.config_dir), model, ctx.name, args.quick,
-                               getattr(args, "config_variant", None))
+                               args.config_variant)
     run_dir = out_dir / "runs" / model / ctx.name / f"seed{seed}"
     rankings_path, metrics_path = run_dir / "rankings.jsonl", run_dir / "metrics.json"
     if config is None:
@@ -380,11 +380,11 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
                         + (f", epochs={epochs}" if epochs is not None else "")
                         + "".join(f", {o}" for o in args.overrides))
     stats_path = run_dir / "run_stats.json"
-    if getattr(args, "no_run", False) and not (rankings_path.is_file() and metrics_path.is_file()):
+    if args.no_run and not (rankings_path.is_file() and metrics_path.is_file()):
         record.status = "not run"
         record.error = f"--no-run and no rankings.jsonl + metrics.json under {run_dir}"
         return [], record
-    if (args.reuse or getattr(args, "no_run", False)) and rankings_path.is_file() and metrics_path.is_file():
+    if (args.reuse or args.no_run) and rankings_path.is_file() and metrics_path.is_file():
         code = 0
         if stats_path.is_file():
             stats = json.loads(stats_path.read_text(encoding="utf-8"))

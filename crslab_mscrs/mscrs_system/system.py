@@ -290,9 +290,7 @@ class MSCRSSystem(BaseSystem):
         started = time.time()
         batches = getter(batch_size, shuffle=True, max_batches=max_batches) if max_batches else \
             getter(batch_size, shuffle=True)
-        for b, batch in enumerate(batches):
-            if max_batches and b >= int(max_batches):
-                break
+        for batch in batches:  # the getter already stops after max_batches
             self.step(batch, stage, "train")
         self._optimizer_step()  # leftover accumulated gradients
         loss = self.evaluator.optim_metrics.report().get(f"{stage}_loss")
