@@ -181,3 +181,14 @@ def test_build_datasets_rejects_unknown_names_before_building(tmp_path):
     with pytest.raises(ValueError, match="bogus"):
         build_datasets(tmp_path / "no_source", tmp_path / "data", ["redial", "bogus"])
     assert not (tmp_path / "data").exists()
+
+
+def test_turn_rule_groups_consecutive_same_role_utterances():
+    from crslab_mscrs.data.turns import group_by_role
+
+    dialog = [{"role": "Seeker", "utt_id": 1}, {"role": "Seeker", "utt_id": 2},
+              {"role": "Recommender", "utt_id": 3}, {"role": "Seeker", "utt_id": 4}]
+    groups = group_by_role(dialog)
+    assert [(role, [u["utt_id"] for u in utts]) for role, utts in groups] == [
+        ("Seeker", [1, 2]), ("Recommender", [3]), ("Seeker", [4])]
+    assert group_by_role([]) == []

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List
 
+from crslab_mscrs.data.turns import group_by_role
+
 SPLITS = ("train", "valid", "test")
 
 
@@ -31,13 +33,8 @@ class SplitCounts:
 
     def add_crslab_view(self, dialog: List[dict]) -> None:
         """Count the recommendation samples CRSLab's ReDial/INSPIRED loaders derive."""
-        merged: List[list] = []
-        for utt in dialog:
-            if merged and merged[-1][0] == utt["role"]:
-                merged[-1][1] += len(utt["movies"])
-            else:
-                merged.append([utt["role"], len(utt["movies"])])
-        for role, n_movies in merged[1:]:
+        for role, utterances in group_by_role(dialog)[1:]:
+            n_movies = sum(len(utt["movies"]) for utt in utterances)
             if role == "Recommender" and n_movies:
                 self.crslab_rec_turns += 1
                 self.crslab_rec_pairs += n_movies

@@ -32,6 +32,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 from loguru import logger
 
+from crslab_mscrs.data.turns import group_by_role
+
 PROTOCOLS = ("full", "dedup", "crslab")
 ROLES = ("Seeker", "Recommender")
 RECOMMENDER = "Recommender"
@@ -92,30 +94,19 @@ def merge_turns(conversation: Mapping, entity2id: Mapping[str, int]) -> List[Tur
     dialog = conversation.get("dialog")
     if not isinstance(dialog, list):
         raise ValueError(f"conversation {conv_id}: 'dialog' must be a list")
-    turns: List[Turn] = []
-    role: Optional[str] = None
-    movies: List[int] = []
-    n_messages = 0
     for position, utterance in enumerate(dialog):
         utt_role = utterance.get("role")
         if utt_role not in ROLES:
             raise ValueError(
                 f"conversation {conv_id}, utterance {position} (utt_id "
                 f"{utterance.get('utt_id')}): role must be one of {ROLES}, got {utt_role!r}")
-        uris = utterance.get("movies", [])
-        if not isinstance(uris, list):
+        if not isinstance(utterance.get("movies", []), list):
             raise ValueError(f"conversation {conv_id}, utterance {position}: 'movies' must be a list")
-        ids = [entity2id[uri] for uri in uris if uri in entity2id]
-        if utt_role == role:
-            movies.extend(ids)
-            n_messages += 1
-            continue
-        if role is not None:
-            turns.append(Turn(conv_id, len(turns), role, tuple(movies), n_messages))
-        role, movies, n_messages = utt_role, list(ids), 1
-    if role is not None:
-        turns.append(Turn(conv_id, len(turns), role, tuple(movies), n_messages))
-    return turns
+    return [Turn(conv_id, index, role,
+                 tuple(entity2id[uri] for utterance in utterances for uri in utterance.get("movies", [])
+                       if uri in entity2id),
+                 len(utterances))
+            for index, (role, utterances) in enumerate(group_by_role(dialog))]
 
 
 def _distinct(items: Iterable[int]) -> Tuple[int, ...]:

@@ -29,6 +29,8 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 from loguru import logger
 
+from crslab_mscrs.data.turns import group_by_role
+
 SPLIT_NAMES = ("train", "valid", "test")
 
 
@@ -49,17 +51,13 @@ def merge_utterances(conversation: Mapping, where: str = "conversation") -> List
     dialog = conversation.get("dialog")
     if not isinstance(dialog, list):
         raise ValueError(f"{where}: conversation {conv_id!r} has no 'dialog' list")
-    turns: List[MergedTurn] = []
     for position, utterance in enumerate(dialog):
         role, words = utterance.get("role"), utterance.get("text")
         if not isinstance(role, str) or not isinstance(words, list):
             raise ValueError(f"{where}: conversation {conv_id!r}, utterance {position} "
                              f"(utt_id {utterance.get('utt_id')}): needs a 'role' string and a 'text' word list")
-        if turns and turns[-1].role == role:
-            turns[-1] = MergedTurn(role, turns[-1].words + tuple(str(w) for w in words))
-        else:
-            turns.append(MergedTurn(role, tuple(str(w) for w in words)))
-    return turns
+    return [MergedTurn(role, tuple(str(word) for utterance in utterances for word in utterance["text"]))
+            for role, utterances in group_by_role(dialog)]
 
 
 class SplitText:
