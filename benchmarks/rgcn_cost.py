@@ -1,9 +1,9 @@
-"""Cost of the KBRD/KGSF R-GCN layer: PyG's ``RGCNConv.forward`` vs the compat layer's edge-wise one.
+"""Cost of the KBRD/KGSF R-GCN layer: PyG's ``RGCNConv.forward`` vs the compat layer's.
 
 KBRD and KGSF (through CRSLab) run ``RGCNConv(n_entity, 128, R, num_bases=8)(None, ...)`` once
 per training step over the whole DBpedia KG. This script times forward and backward of that
-layer on the real KG (processed as CRSLab does) with PyG's forward and with
-``crslab_mscrs.compat.rgcn_featureless`` (same parameters), checks that both give the same
+layer on the real KG (processed as CRSLab does) with PyG's forward and with the compat layer's
+(``crslab_mscrs.compat.rgcn_featureless``, same parameters), checks that both give the same
 output and gradients, and prints the figures and the speed-up measured in this one run.
 
     .venv/bin/python benchmarks/rgcn_cost.py                        # ReDial KG, 1 thread
@@ -70,15 +70,15 @@ def main():
     conv = RGCNConv(n_entity, args.dim, relations, num_bases=args.num_bases)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     rows = {}
-    for name, forward in (("pyg", rgcn_featureless._original_forward), ("edge-wise", rgcn_featureless.forward)):
+    for name, forward in (("pyg", rgcn_featureless._original_forward), ("compat", rgcn_featureless.forward)):
         rows[name] = time_steps(conv, forward, edge_index, edge_type, args.steps, clock)
         fwd, bwd = rows[name][:2]
         print(f"{name:>10}: forward {fwd:8.3f} s  backward {bwd:8.3f} s  total {fwd + bwd:8.3f} s")
-    pyg, ours = rows["pyg"], rows["edge-wise"]
+    pyg, ours = rows["pyg"], rows["compat"]
     out_diff = (pyg[2] - ours[2]).abs().max().item()
     grad_diff = max(((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item() for a, b in zip(pyg[3], ours[3]))
     print(f"max |output difference| {out_diff:.2e}; max relative gradient difference {grad_diff:.2e}")
-    print(f"speed-up (pyg total / edge-wise total): {(pyg[0] + pyg[1]) / (ours[0] + ours[1]):.1f}x")
+    print(f"speed-up (pyg total / compat total): {(pyg[0] + pyg[1]) / (ours[0] + ours[1]):.1f}x")
 
 
 if __name__ == "__main__":
