@@ -26,22 +26,10 @@ from ._patching import is_marked, mark
 _original_forward = None
 
 
-def relation_target_pairs(edge_index: torch.Tensor, edge_type: torch.Tensor, num_nodes: int):
-    """Sparse mean aggregation over each (relation, target) pair's in-edges.
-
-    Returns ``aggregation`` [pairs, num_nodes] (row p averages the sources of pair p), and
-    the relation and target node of each pair.
-    """
-    source, target = edge_index[0], edge_index[1]
-    keys, pair_of_edge = torch.unique(edge_type * num_nodes + target, sorted=True, return_inverse=True)
-    in_degree = torch.bincount(pair_of_edge, minlength=keys.numel()).float()
-    aggregation = torch.sparse_coo_tensor(torch.stack([pair_of_edge, source]), 1.0 / in_degree[pair_of_edge],
-                                          (keys.numel(), num_nodes), check_invariants=True).coalesce()
-    return aggregation, keys // num_nodes, keys % num_nodes
-
-
 def _cached_pairs(conv, edge_index: torch.Tensor, edge_type: torch.Tensor):
-    """:func:`relation_target_pairs`, built once per graph (KBRD/KGSF pass the same KG every step)."""
+    """The (relation, target) mean aggregation, built once per graph (KBRD/KGSF pass the same KG every step)."""
+    from crslab_mscrs.model.rgcn_kg_encoder import relation_target_pairs
+
     key = (edge_index.data_ptr(), edge_type.data_ptr(), tuple(edge_index.shape), str(edge_index.device),
            int(edge_index.sum()), int(edge_type.sum()))
     cached = getattr(conv, "_crslab_mscrs_pairs", None)

@@ -51,13 +51,13 @@ def kg_edges_to_tensors(edges: Iterable[Sequence[int]], n_entity: int
     return triples[:, :2].t().contiguous(), edge_type, int(relation_ids.numel())
 
 
-def _relation_mean_aggregation(edge_index: torch.Tensor, edge_type: torch.Tensor, n_entity: int,
-                               num_relations: int) -> Tuple[torch.Tensor, torch.Tensor, List[Tuple[int, int, int]]]:
+def relation_target_pairs(edge_index: torch.Tensor, edge_type: torch.Tensor, n_entity: int
+                          ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sparse mean aggregation per (relation, target) pair.
 
-    Returns ``aggregation [pairs, n_entity]`` (row p = mean over the sources of pair p), the
-    target entity of each pair, and ``(relation, start, end)`` row segments (pairs are sorted by
-    relation, then target).
+    Returns ``aggregation [pairs, n_entity]`` (row p = mean over the sources of pair p) and
+    the relation and target entity of each pair (pairs sorted by relation, then target).
+    Also used by the compat layer's KBRD/KGSF R-GCN (:mod:`crslab_mscrs.compat.rgcn_featureless`).
     """
     source, target = edge_index
     pair_key = edge_type * n_entity + target
@@ -66,7 +66,13 @@ def _relation_mean_aggregation(edge_index: torch.Tensor, edge_type: torch.Tensor
     values = 1.0 / degree[pair_row]
     aggregation = torch.sparse_coo_tensor(torch.stack([pair_row, source]), values,
                                           (pair_keys.numel(), n_entity), check_invariants=True).coalesce()
-    pair_relation, pair_target = pair_keys // n_entity, pair_keys % n_entity
+    return aggregation, pair_keys // n_entity, pair_keys % n_entity
+
+
+def _relation_mean_aggregation(edge_index: torch.Tensor, edge_type: torch.Tensor, n_entity: int,
+                               num_relations: int) -> Tuple[torch.Tensor, torch.Tensor, List[Tuple[int, int, int]]]:
+    """:func:`relation_target_pairs` plus ``(relation, start, end)`` row segments per relation."""
+    aggregation, pair_relation, pair_target = relation_target_pairs(edge_index, edge_type, n_entity)
     counts = torch.bincount(pair_relation, minlength=num_relations).tolist()
     segments, start = [], 0
     for relation, count in enumerate(counts):
