@@ -18,6 +18,10 @@ as the real weights); ``--real-weights`` loads the GGUF instead (slow to dequant
 
     .venv/bin/python benchmarks/step_cost.py               # rec step, batch 8, context 200
     .venv/bin/python benchmarks/step_cost.py --task conv --batch 4 --threads 2
+    python benchmarks/step_cost.py --device cuda --bf16 --batch 64 --steps 10   # on a GPU
+
+On CUDA every timed part ends with ``torch.cuda.synchronize()``, so each figure is the
+part's GPU time, not its launch time.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import json
 import statistics
 import time
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -63,6 +68,8 @@ def parse_args():
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall clock, or process CPU time (robust to other jobs on the machine)")
     parser.add_argument("--real-weights", action="store_true", help="load the SmolLM2 GGUF instead")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--bf16", action="store_true", help="forwards under bf16 autocast (as the system on CUDA)")
     parser.add_argument("--pyg-rgcn-forward", action="store_true",
                         help="use RGCNConv.forward (dense per relation) instead of the row-sparse forward")
     return parser.parse_args()
@@ -119,12 +126,14 @@ def build_components(args):
     image = LightGCNPropagation(random_edges(knn_edges, args.n_items, generator), args.n_items)
     entity_encoder = MultimodalEntityEncoder(kg, items, geometry.hidden_size, cooc, text, image)
     prompt_encoder = PromptEncoder(text_encoder.config.hidden_size, geometry)
-    return lm, text_encoder, entity_encoder, prompt_encoder, items, geometry
+    device = torch.device(args.device)
+    modules = [module.to(device) for module in (lm, text_encoder, entity_encoder, prompt_encoder)]
+    return (*modules, items.to(device), geometry)
 
 
 def make_batch(args, lm, text_encoder, generator):
     batch, length = args.batch, args.context
-    return {
+    tensors = {
         "prompt_input_ids": torch.randint(1000, 20000, (batch, length), generator=generator),
         "prompt_attention_mask": torch.ones(batch, length, dtype=torch.long),
         "entity_ids": torch.randint(1, args.n_entity, (batch, args.entities), generator=generator),
@@ -133,26 +142,38 @@ def make_batch(args, lm, text_encoder, generator):
         "attention_mask": torch.ones(batch, length, dtype=torch.long),
         "labels": torch.randint(0, args.n_items, (batch,), generator=generator),
     }
+    return {key: value.to(args.device) for key, value in tensors.items()}
 
 
 class Timer:
     """Seconds per component: wall clock, or this process's CPU time (``--clock cpu``: not
     inflated when other jobs share the cores; with ``--threads 1`` it is the single core's time)."""
 
-    def __init__(self, clock: str = "wall"):
+    def __init__(self, clock: str = "wall", device: str = "cpu", bf16: bool = False):
         self.times = {}
         self.clock = time.perf_counter if clock == "wall" else time.process_time
+        self.device = torch.device(device)
+        self.bf16 = bf16
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def __call__(self, name, fn):
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16)
+                    if self.bf16 and name.endswith("_fwd") else nullcontext())
+        self._sync()
         start = self.clock()
-        result = fn()
+        with autocast:
+            result = fn()
+        self._sync()
         self.times[name] = self.clock() - start
         return result
 
 
 def one_step(args, components, batch) -> dict:
     lm, text_encoder, entity_encoder, prompt_encoder, items, _ = components
-    timer = Timer(args.clock)
+    timer = Timer(args.clock, args.device, args.bf16)
     task = args.task
     table = timer("graph_fwd", entity_encoder)
     table_for_prompt = table.detach().requires_grad_()
@@ -197,8 +218,9 @@ def main():
     print(f"building components (n_entity={args.n_entity}, d={args.entity_dim}, cooc edges={args.cooc_edges}, "
           f"item kNN edges={args.n_items * args.knn} per graph, text + image)")
     components = build_components(args)
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"
     print(f"LM geometry: {components[-1]}; task={args.task} batch={args.batch} context={args.context} "
-          f"threads={torch.get_num_threads()} clock={args.clock}")
+          f"threads={torch.get_num_threads()} clock={args.clock} device={args.device} ({where}) bf16={args.bf16}")
     batch = make_batch(args, components[0], components[1], torch.Generator().manual_seed(1))
     runs = []
     for step in range(args.steps + 1):

@@ -229,6 +229,53 @@ def test_time_bounded_stage_caps_batches_and_skips_validation(env):
     assert [h["valid"] for h in results["rec"]["valid_history"]] == [None, None]
 
 
+def test_time_limit_ends_the_stage_after_the_batch_that_passes_it(env):
+    """``time_limit_min`` (used for the GPU runs on a fixed device budget): the batch that
+    passes the limit ends the epoch; that epoch is validated, chosen and tested; later
+    epochs are skipped, and a resumed run does not train them either."""
+    rec = dict(section(3), time_limit_min=1e-9)  # passes after the first batch
+    system = make_system(env, "time_limited", stages=["rec"], rec=rec)
+    calls = spy_evaluations(system)
+    steps = []
+    original_step = system.step
+
+    def counting_step(batch, stage, mode):
+        if mode == "train":
+            steps.append(stage)
+        return original_step(batch, stage, mode)
+
+    system.step = counting_step
+    assert system.train_dataloader.num_batches("rec", 8) > 1  # so that cutting the epoch matters
+    results = system.fit()
+    assert steps == ["rec"]
+    assert calls == [("_rec_metrics", "valid"), ("_rec_metrics", "test")]
+    assert results["rec"]["chosen_epoch"] == 0
+    assert results["rec"]["valid_history"][0]["time_limit_reached"] is True
+    assert results["rec"]["train_seconds"] >= 0
+    assert load_checkpoint(system.run_dir / "last.pth")["completed"] == ["rec"]
+
+
+def test_time_limit_must_be_a_positive_number(env):
+    system = make_system(env, "time_bad", stages=["rec"], rec=dict(section(1), time_limit_min="10"))
+    with pytest.raises(ValueError, match="rec.time_limit_min"):
+        system.fit()
+
+
+def test_bf16_autocast_path_runs_every_stage(env, monkeypatch):
+    """The CUDA runs train under bf16 autocast; the same path, emulated with CPU autocast,
+    must run pre-training, rec, conv and generation (a dtype clash between the float32
+    sparse graph layers and bf16 dense outputs broke it before the entity table was
+    computed with autocast off)."""
+    system = make_system(env, "bf16", lm="tiny-random-llama", rec=section(1))
+    monkeypatch.setattr(system, "_autocast", lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert system.core.entity_table().dtype == torch.float32
+    results = system.fit()
+    assert set(results) == {"pretrain", "rec", "conv"}
+    assert 0.0 <= results["rec"]["test"]["recall@10"] <= 1.0
+    assert results["conv"]["test"]["generation"]["n_replies"] > 0
+
+
 def test_stage_validate_must_be_a_bool(env):
     system = make_system(env, "budget_bad", stages=["rec"], rec=dict(section(1), validate="no"))
     with pytest.raises(ValueError, match="rec.validate"):

@@ -108,5 +108,12 @@ class MultimodalEntityEncoder(nn.Module):
         return fused
 
     def forward(self) -> torch.Tensor:
-        """The fused entity table in LM hidden size: [n_entity, output_dim]."""
-        return self.output_projection(self.fusion_mlp(self.fused_embeddings()))
+        """The fused entity table in LM hidden size: [n_entity, output_dim], always float32.
+
+        Autocast is switched off here: the graph layers mix sparse products and
+        ``index_add`` with dense layers, and under bf16 autocast (CUDA runs) the dense
+        outputs would come back in bf16 while the sparse ones stay float32. The table
+        costs little next to the LM, so it is computed in full precision.
+        """
+        with torch.autocast(device_type=self.item_ids.device.type, enabled=False):
+            return self.output_projection(self.fusion_mlp(self.fused_embeddings()))

@@ -227,6 +227,11 @@ class MSCRSSystem(BaseSystem):
         self.grad_accum = max(1, int(section.get("gradient_accumulation_steps", 1)))
         self.gradient_clip = float(section.get("gradient_clip", -1) or -1)
         max_batches = section.get("max_steps")
+        time_limit = section.get("time_limit_min")
+        if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float))
+                                       or time_limit <= 0):
+            raise ValueError(f"config key '{stage}.time_limit_min' must be a positive number of minutes "
+                             f"or null, got {time_limit!r}")
         validate = section.get("validate", True)
         if not isinstance(validate, bool):
             raise ValueError(f"config key '{stage}.validate' must be true or false, got {validate!r}")
@@ -247,8 +252,10 @@ class MSCRSSystem(BaseSystem):
             restore_rng(checkpoint["rng"])
         logger.info(f"[Stage {stage}: {epochs} epochs x {n_batches} batches of {batch_size}, "
                     f"{total_steps} optimizer steps, from epoch {progress['epoch_done'] + 1}]")
+        deadline = time.time() + 60.0 * time_limit if time_limit else None
         for epoch in range(progress["epoch_done"] + 1, epochs):
-            self._train_epoch(stage, epoch, batch_size, max_batches)
+            epoch_started = time.time()
+            out_of_time = self._train_epoch(stage, epoch, batch_size, max_batches, deadline)
             if validate:
                 value = self._validate(stage, epoch, int(section.get("eval_batch_size", batch_size)))
                 maximise = stage != "conv"
@@ -256,7 +263,8 @@ class MSCRSSystem(BaseSystem):
                                                               else value < progress["best_value"])
             else:  # no valid pass: the latest epoch is the chosen one
                 value, improved = None, True
-            progress["history"].append({"epoch": epoch, "valid": value})
+            progress["history"].append({"epoch": epoch, "valid": value} if not out_of_time else
+                                       {"epoch": epoch, "valid": value, "time_limit_reached": True})
             if improved:
                 progress["best_value"], progress["best_epoch"] = value, epoch
                 atomic_save({"version": CHECKPOINT_VERSION, "stage": stage, "epoch": epoch, "valid": value,
@@ -264,8 +272,15 @@ class MSCRSSystem(BaseSystem):
                 logger.info(f"[{stage}: new best on valid ({value:.4f}) at epoch {epoch}]" if validate
                             else f"[{stage}: validation off, epoch {epoch} kept]")
             progress["epoch_done"] = epoch
+            progress["train_seconds"] = progress.get("train_seconds", 0.0) + time.time() - epoch_started
+            if out_of_time:  # the stage ends here: later epochs are skipped, also after a resume
+                progress["epoch_done"] = epochs - 1
+                logger.warning(f"[{stage}: time limit of {time_limit} min reached in epoch {epoch}: "
+                               f"stage ends after {epoch + 1} of {epochs} epochs]")
             self._save_last(completed, progress)
             self._on_checkpoint_saved(stage, epoch)
+            if out_of_time:
+                break
         self._finish_stage(stage, progress, int(section.get("eval_batch_size", batch_size)))
         self._save_last(completed + [stage], None)
 
@@ -280,7 +295,10 @@ class MSCRSSystem(BaseSystem):
                      "global_step": self._global_step, "rng": capture_rng(), "results": self.results},
                     self.run_dir / "last.pth")
 
-    def _train_epoch(self, stage: str, epoch: int, batch_size: int, max_batches) -> None:
+    def _train_epoch(self, stage: str, epoch: int, batch_size: int, max_batches,
+                     deadline: Optional[float] = None) -> bool:
+        """Train one epoch; returns True when ``deadline`` (a ``time.time()`` value, the
+        stage's ``time_limit_min``) passed and the epoch was cut short after a batch."""
         self.model.train()
         self.evaluator.reset_metrics()
         getter = {"pretrain": self.train_dataloader.get_pretrain_data, "rec": self.train_dataloader.get_rec_data,
@@ -290,13 +308,20 @@ class MSCRSSystem(BaseSystem):
         started = time.time()
         batches = getter(batch_size, shuffle=True, max_batches=max_batches) if max_batches else \
             getter(batch_size, shuffle=True)
+        out_of_time, n_batches = False, 0
         for batch in batches:  # the getter already stops after max_batches
             self.step(batch, stage, "train")
+            n_batches += 1
+            if deadline is not None and time.time() >= deadline:
+                out_of_time = True
+                break
         self._optimizer_step()  # leftover accumulated gradients
         loss = self.evaluator.optim_metrics.report().get(f"{stage}_loss")
         loss_value = loss.value() if loss is not None else float("nan")
-        logger.info(f"[{stage} epoch {epoch}: train loss {loss_value:.4f} ({time.time() - started:.0f}s)]")
+        logger.info(f"[{stage} epoch {epoch}: train loss {loss_value:.4f} over {n_batches} batches "
+                    f"({time.time() - started:.0f}s){', time limit reached' if out_of_time else ''}]")
         self._log_scalar(f"{stage}/train_loss", loss_value, epoch)
+        return out_of_time
 
     # -- evaluation ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -397,7 +422,8 @@ class MSCRSSystem(BaseSystem):
         logger.info(f"[{stage}: chosen epoch {progress['best_epoch']} (valid {progress['best_value']})]")
         self.model.eval()
         summary = {"chosen_epoch": progress["best_epoch"], "valid_selection_value": progress["best_value"],
-                   "valid_history": progress["history"]}
+                   "valid_history": progress["history"],
+                   "train_seconds": round(progress.get("train_seconds", 0.0), 1)}  # train + valid passes
         with torch.no_grad():
             if stage == "pretrain":
                 summary["note"] = PRETRAIN_LOG_NAME + ": not a result"
@@ -528,10 +554,18 @@ class MSCRSSystem(BaseSystem):
 
     def _write_outputs(self) -> None:
         metrics = {"model": self.opt.get("model_name"), "dataset": self.opt.get("dataset"), "seed": self.seed,
-                   "stages": self.results}
+                   "device": self._device_summary(), "stages": self.results}
         write_metrics_file(self.run_dir / "metrics.json", metrics)
         if self.opt.get("metrics_out"):
             write_metrics_file(self.opt["metrics_out"], metrics)
+
+    def _device_summary(self) -> dict:
+        """Where the run trained: device, GPU name and peak GPU memory, bf16 autocast."""
+        summary = {"device": str(self.device), "bf16_autocast": self.use_bf16}
+        if self.device.type == "cuda":
+            summary["gpu"] = torch.cuda.get_device_name(self.device)
+            summary["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2 ** 20, 1)
+        return summary
 
     # -- interaction -----------------------------------------------------------------------
     @torch.no_grad()
