@@ -7,7 +7,7 @@
 #   bash benchmarks/device/run_gpu.sh BUDGET_S [extra run_benchmark.py args, e.g. --set rec.epoch=5]
 #
 # Stage time limits (config key <stage>.time_limit_min) split what is left after the step-cost
-# benchmark: pre-training 12 %, rec 30 %, conv 30 %; the rest is for loading models and data
+# benchmark: pre-training 10 %, rec 27 %, conv 28 %; the rest is for loading models and data
 # and for the validation and test passes. Conversation training on the GPU: 3 epochs of 16 rows
 # with 100 warmup steps (the config's 10 epochs of 8 with 6,345 warmup steps do not fit).
 # Output in $OUT: gpu.txt, step_cost.txt, run_gpu.log, gpu_runs.tgz (harness outputs, run logs,
@@ -32,20 +32,20 @@ if [ "${STEP_COST:-1}" = 1 ]; then
     for task_batch in "rec 64" "conv 8"; do
         read -r task batch <<< "$task_batch"
         log "step cost: $task, batch $batch"
-        timeout 120 $PY benchmarks/step_cost.py --device cuda --bf16 --task "$task" --batch "$batch" --steps 10 \
+        timeout 120 $PY benchmarks/step_cost.py --device cuda --bf16 --task "$task" --batch "$batch" --steps 5 \
             --threads 8 --kg-file "$REDIAL_KG" >> "$O/step_cost.txt" 2>&1 || log "step cost $task failed (exit $?)"
     done
     grep -v "Loading weights" "$O/step_cost.txt" | tail -20 >> "$O/run_gpu.log"
 fi
 left=$(( BUDGET - (SECONDS - START) - 25 ))
 minutes() { awk -v s="$left" -v f="$1" 'BEGIN { printf "%.2f", s * f / 60 }'; }
-log "runs: $left s left; time limits pretrain $(minutes 0.12) / rec $(minutes 0.30) / conv $(minutes 0.30) min"
+log "runs: $left s left; time limits pretrain $(minutes 0.10) / rec $(minutes 0.27) / conv $(minutes 0.28) min"
 mkdir -p "$WORK"
 for model in unicrs mscrs; do
     PYTHONUNBUFFERED=1 timeout -k 10 $(( left + 15 )) $PY benchmarks/run_benchmark.py --models "$model" \
         --datasets inspired --seeds 0 --config-variant offline --gpu "$GPU" --out "$WORK/$model" \
-        --timeout "$left" --set pretrain.time_limit_min="$(minutes 0.12)" --set rec.time_limit_min="$(minutes 0.30)" \
-        --set conv.time_limit_min="$(minutes 0.30)" --set conv.epoch=3 --set conv.batch_size=16 \
+        --timeout "$left" --set pretrain.time_limit_min="$(minutes 0.10)" --set rec.time_limit_min="$(minutes 0.27)" \
+        --set conv.time_limit_min="$(minutes 0.28)" --set conv.epoch=3 --set conv.batch_size=16 \
         --set conv.warmup_steps=100 --set conv.eval_batch_size=64 "$@" > "$WORK/$model.log" 2>&1 &
 done
 wait
