@@ -12,6 +12,7 @@
 # with 100 warmup steps (the config's 10 epochs of 8 with 6,345 warmup steps do not fit).
 # Output in $OUT: gpu.txt, step_cost.txt, run_gpu.log, gpu_runs.tgz (harness outputs, run logs,
 # metrics and generated replies; no checkpoints).
+# RUNS="mscrs:0:fusion=mean unicrs:1" picks other runs; LIMITS="0.81 2.18 2.26" fixes the limits.
 # Local dry run (no GPU): GPU=-1 STEP_COST=0 PY=.venv/bin/python SITE=<empty dir with .installed> ...
 set -uo pipefail
 BUDGET=${1:-480}; shift || true
@@ -39,18 +40,24 @@ if [ "${STEP_COST:-1}" = 1 ]; then
 fi
 left=$(( BUDGET - (SECONDS - START) - 25 ))
 minutes() { awk -v s="$left" -v f="$1" 'BEGIN { printf "%.2f", s * f / 60 }'; }
-log "runs: $left s left; time limits pretrain $(minutes 0.10) / rec $(minutes 0.27) / conv $(minutes 0.28) min"
+# LIMITS="pretrain rec conv" (minutes) fixes the stage limits, e.g. to repeat an earlier run's
+read -r lim_pretrain lim_rec lim_conv <<< "${LIMITS:-$(minutes 0.10) $(minutes 0.27) $(minutes 0.28)}"
+log "runs: $left s left; time limits pretrain $lim_pretrain / rec $lim_rec / conv $lim_conv min"
 mkdir -p "$WORK"
-for model in unicrs mscrs; do
+# RUNS: "model:seed[:key=value,key=value]" entries, run side by side on the one GPU
+for entry in ${RUNS:-unicrs:0 mscrs:0}; do
+    IFS=: read -r model seed sets <<< "$entry"
+    name="${model}_s${seed}${sets:+_${sets//[=,]/_}}"
+    extra=(); IFS=, read -ra pairs <<< "${sets:-}"; for kv in "${pairs[@]}"; do extra+=(--set "$kv"); done
     PYTHONUNBUFFERED=1 timeout -k 10 $(( left + 15 )) $PY benchmarks/run_benchmark.py --models "$model" \
-        --datasets inspired --seeds 0 --config-variant offline --gpu "$GPU" --out "$WORK/$model" \
-        --timeout "$left" --set pretrain.time_limit_min="$(minutes 0.10)" --set rec.time_limit_min="$(minutes 0.27)" \
-        --set conv.time_limit_min="$(minutes 0.28)" --set conv.epoch=3 --set conv.batch_size=16 \
-        --set conv.warmup_steps=100 --set conv.eval_batch_size=64 "$@" > "$WORK/$model.log" 2>&1 &
+        --datasets inspired --seeds "$seed" --config-variant offline --gpu "$GPU" --out "$WORK/$name" \
+        --timeout "$left" --set pretrain.time_limit_min="$lim_pretrain" --set rec.time_limit_min="$lim_rec" \
+        --set conv.time_limit_min="$lim_conv" --set conv.epoch=3 --set conv.batch_size=16 \
+        --set conv.warmup_steps=100 --set conv.eval_batch_size=64 "${extra[@]}" "$@" > "$WORK/$name.log" 2>&1 &
 done
 wait
 log "runs done"
-for model in unicrs mscrs; do tail -c 1500 "$WORK/$model.log" >> "$O/run_gpu.log"; done
+for f in "$WORK"/*.log; do tail -c 1500 "$f" >> "$O/run_gpu.log"; done
 cp -r save "$WORK/save" 2>/dev/null
 tar -C "$(dirname "$WORK")" --exclude='*.pth' -czf "$O/gpu_runs.tgz" "$(basename "$WORK")"
 log "packed $(du -h "$O/gpu_runs.tgz" | cut -f1)"
