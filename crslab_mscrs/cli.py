@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> dict:
     from crslab_mscrs.integration.stage_selection import select_stages
     from crslab_mscrs.integration.test_capture import attach_test_capture, write_outputs
     from crslab_mscrs.mscrs_system.checkpoint import seed_everything
+    from crslab_mscrs.mscrs_system.dataloader import load_item_names
 
     opt = load_config(args.config, args.overrides)
     if args.seed is not None:
@@ -104,9 +105,9 @@ def run(args: argparse.Namespace) -> dict:
     if capture is not None:
         write_outputs(capture, dataset.test_data, opt.get("rankings_out"), opt.get("metrics_out"),
                       extra={"model": opt.get("model"), "dataset": opt["dataset"], "seed": opt["seed"],
-                             "stages": opt.get("stages", "all"),
+                             "stages_run": opt.get("stages", "all"),
                              "scale": opt.get("scale", 1), "wall_time_s": round(time.time() - started, 1)},
-                      scale=float(opt.get("scale", 1)))
+                      scale=float(opt.get("scale", 1)), item_names=load_item_names(opt).values())
         return {"test": capture.metrics}
     # our own systems return {stage: {"test": {...}, ...}}; pre-training is never a result
     return {stage: summary["test"] for stage, summary in (results or {}).items()

@@ -41,6 +41,12 @@ def test_baseline_trains_and_writes_test_rankings_and_metrics(tmp_path, config):
     assert 0.0 <= test["hit@1"] <= test["hit@10"] <= test["hit@50"] <= 1.0
     assert "dist@1" in test and "bleu@1" in test and "dist_ratio@1" in test
     assert metrics["model"] in ("KBRD", "KGSF") and metrics["scale"] == 0.3
+    # the generated test replies are scored by OUR generation metrics, under the key our systems use
+    generation = metrics["stages"]["conv"]["test"]["generation"]
+    replies = [json.loads(line) for line in (tmp_path / "out" / "test_replies.jsonl")
+               .read_text().splitlines()]
+    assert generation["available"] and generation["n_replies"] == len(replies) > 0
+    assert 0.0 <= generation["item_ratio"] <= 1.0 and "bleu@1" in generation and "dist@1" in generation
     # nothing was written next to the code: data and logs stay in the working folder
     assert not (REPO / "crslab_mscrs" / "sample" / "dataset" / "redial" / "nltk" / "all_data.pkl").exists()
 
@@ -56,7 +62,7 @@ def test_unknown_config_key_fails_with_a_message_naming_it(tmp_path):
 
 def test_stages_key_skips_the_conversation_stage(tmp_path):
     rankings, metrics = run_cli(tmp_path, "config/kbrd/sample.yaml", *FAST, "--set", "stages=[rec]")
-    assert rankings and metrics["stages"] == ["rec"]
+    assert rankings and metrics["stages_run"] == ["rec"] and "stages" not in metrics
     test = metrics["crslab_test_metrics"]
     assert "hit@10" in test and "bleu@1" not in test  # no generation was evaluated
 

@@ -153,3 +153,18 @@ def test_fasttext_vectors_loaded_only_when_package_and_file_exist(tmp_path, monk
     path.write_bytes(b"")
     lookup, reason = embedding.load_fasttext_vectors("en", tmp_path)
     assert lookup is not None and lookup("abc").tolist() == [3.0, 1.0]
+
+
+def test_item_name_matcher_finds_catalogue_names_and_placeholders():
+    """``item_ratio`` of word-level generators (KBRD, KGSF): a reply recommends when it names a
+    catalogue item or holds a placeholder; one-word titles need a capital letter."""
+    from crslab_mscrs.evaluation.item_mentions import ItemNameMatcher
+
+    matcher = ItemNameMatcher(["The Dark Knight", "Her", "Frozen", "Rio"])
+    assert matcher.mentions_item("you should see the dark knight !")
+    assert matcher.mentions_item("I think you would love Her .")
+    assert not matcher.mentions_item("i think you would love her .")
+    assert not matcher.mentions_item("the lake was frozen")
+    assert matcher.mentions_item("try __item__ or @1234")
+    assert not matcher.mentions_item("the dark night was long")
+    assert matcher.recommended(["Frozen is great", "no idea"]) == [True, False]

@@ -5,7 +5,12 @@
 - ``step`` remembers the current mode, so only ``mode == 'test'`` is recorded;
 - ``rec_evaluate(rec_predict, item_label)`` (KBRD, KGSF, ReDial and our systems all call
   it with the scores over all entities) records the top-``k`` item entity ids per row;
-- ``evaluator.report`` records CRSLab's test metrics.
+- ``evaluator.report`` records CRSLab's test metrics;
+- ``evaluator.gen_evaluate(hyp, refs)`` (KBRD and KGSF call it per generated test reply
+  with the decoded words) records ``(hyp, refs[0])``, so that :func:`write_outputs` scores
+  the replies with OUR generation metrics (CRSLab's ``standard`` evaluator counts character
+  n-grams for Dist, EVALUATION.md) under ``stages.conv.test.generation``, the key our
+  systems use, which puts KBRD/KGSF in the same generation table as UniCRS/MSCRS.
 
 CRSLab's recommendation dataloaders emit one row per (recommender turn, movie) in dataset
 order when ``shuffle=False``, so rows are matched to ``(conv_id, turn_index)`` tags (see
@@ -47,6 +52,7 @@ class TestCapture:
         self.mode: Optional[str] = None
         self.rows: List[List[int]] = []
         self.metrics: dict = {}
+        self.replies: List[Tuple[str, str]] = []  # (generated reply, reference) of test turns
 
     def record_scores(self, rec_predict: torch.Tensor) -> None:
         scores = rec_predict.detach().float().cpu()[:, self.item_ids]
@@ -106,12 +112,35 @@ def attach_test_capture(system, item_ids) -> TestCapture:
             return result
 
         evaluator.report = report
+        original_gen_evaluate = getattr(evaluator, "gen_evaluate", None)
+        if original_gen_evaluate is not None:
+            def gen_evaluate(hyp, refs, *args, **kwargs):
+                if capture.mode == "test":
+                    capture.replies.append((str(hyp), str(refs[0]) if refs else ""))
+                return original_gen_evaluate(hyp, refs, *args, **kwargs)
+
+            evaluator.gen_evaluate = gen_evaluate
     return capture
 
 
+def generation_summary(replies: List[Tuple[str, str]], item_names) -> dict:
+    """Our generation metrics of captured ``(reply, reference)`` pairs; ``item_ratio`` from
+    item placeholders or catalogue names in the replies (:mod:`crslab_mscrs.evaluation.item_mentions`).
+    Perplexity is left to CRSLab's own report (``crslab_test_metrics.ppl``): it is per token of
+    the model's word vocabulary, not comparable with a subword LM's."""
+    from crslab_mscrs.evaluation.item_mentions import ItemNameMatcher
+    from crslab_mscrs.mscrs_system.outputs import generation_metrics
+
+    hypotheses = [hyp for hyp, _ in replies]
+    recommended = ItemNameMatcher(item_names).recommended(hypotheses)
+    return generation_metrics(hypotheses, [ref for _, ref in replies], recommended, None, None)
+
+
 def write_outputs(capture: TestCapture, test_dataset, rankings_out=None, metrics_out=None,
-                  extra: Optional[dict] = None, scale: float = 1.0) -> None:
-    """Write rankings.jsonl / metrics.json for a finished run (each only when requested)."""
+                  extra: Optional[dict] = None, scale: float = 1.0, item_names=()) -> None:
+    """Write rankings.jsonl / metrics.json for a finished run (each only when requested);
+    captured test replies are scored and, next to ``metrics_out``, written to
+    ``test_replies.jsonl``."""
     if rankings_out:
         rows = capture.turn_rankings(recommendation_row_tags(test_dataset, scale))
         path = Path(rankings_out)
@@ -125,4 +154,9 @@ def write_outputs(capture: TestCapture, test_dataset, rankings_out=None, metrics
         path = Path(metrics_out)
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"crslab_test_metrics": capture.metrics, **(extra or {})}
+        if capture.replies:
+            payload["stages"] = {"conv": {"test": {"generation": generation_summary(capture.replies, item_names)}}}
+            with (path.parent / "test_replies.jsonl").open("w", encoding="utf-8") as f:
+                for hyp, ref in capture.replies:
+                    f.write(json.dumps({"reply": hyp, "reference": ref}) + "\n")
         path.write_text(json.dumps(payload, indent=2), encoding="utf-8")
