@@ -228,7 +228,7 @@ def main():
         if step > 0:
             runs.append(times)
         print(f"step {step}{' (warm-up)' if step == 0 else ''}: " +
-              ", ".join(f"{k}={v:.2f}s" for k, v in times.items()))
+              ", ".join(f"{k}={1000 * v:.1f}ms" for k, v in times.items()))
     median = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
     parts = {
         "LM (frozen) fwd+bwd": median["lm_fwd"] + median["lm_bwd"],
@@ -237,9 +237,9 @@ def main():
         "prompt encoder fwd+bwd": median["prompt_fwd"] + median["prompt_bwd"],
     }
     total = sum(parts.values())
-    print(f"\nmedian over {len(runs)} steps (total {total:.2f}s per step):")
+    print(f"\nmedian over {len(runs)} steps (total {1000 * total:.1f} ms per step):")
     for name, seconds in parts.items():
-        print(f"  {name:<24} {seconds:7.2f}s  {100 * seconds / total:5.1f}%")
+        print(f"  {name:<24} {1000 * seconds:9.1f} ms  {100 * seconds / total:5.1f}%")
     overhead = parts["graph encoder fwd+bwd"] + parts["prompt encoder fwd+bwd"]
     ratio = overhead / parts["LM (frozen) fwd+bwd"]
     # the graph encoder runs once per step whatever the batch; LM and prompt costs grow with it
