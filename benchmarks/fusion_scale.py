@@ -37,24 +37,15 @@ def parse_args():
 
 def build_system(model: str, dataset: str, overrides, data_root: str, seed: int):
     """The MSCRS system of ``config/<model>/<dataset>_offline.yaml`` as run_crslab.py builds it."""
-    from crslab.data import get_dataloader, get_dataset
-    from crslab.system import get_system
-
-    from crslab_mscrs import paths
-    from crslab_mscrs.cli import make_crslab_config
+    from crslab_mscrs import cli
     from crslab_mscrs.config import load_config
     from crslab_mscrs.mscrs_system.checkpoint import seed_everything
 
     opt = load_config(f"config/{model}/{dataset}_offline.yaml", overrides)
     opt["seed"] = seed
     seed_everything(seed)
-    root = paths.resolve_data_root(data_root, opt.get("data_root"))
-    paths.set_data_root(root, tempfile.mkdtemp(prefix="fusion_scale_"))  # nothing written under ./save
-    opt["data_root"] = str(root)
-    config = make_crslab_config(opt, "-1", False)
-    data = get_dataset(config, config["tokenize"], False, False)
-    loaders = [get_dataloader(config, split, data.vocab) for split in (data.train_data, data.valid_data, data.test_data)]
-    return get_system(config, *loaders, data.vocab, data.side_data, False, False, False, False)
+    save_dir = tempfile.mkdtemp(prefix="fusion_scale_")  # nothing written under ./save
+    return cli.build_system(opt, data_root, save_dir)[0]
 
 
 @torch.no_grad()

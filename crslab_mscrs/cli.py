@@ -61,12 +61,33 @@ def make_crslab_config(opt: dict, gpu: str, debug: bool):
     return _PreloadedConfig()
 
 
-def run(args: argparse.Namespace) -> dict:
+def build_system(opt: dict, data_root=None, save_dir=None, gpu: str = "-1", debug: bool = False,
+                 restore_data: bool = False, save_data: bool = False, restore_system: bool = False,
+                 interact: bool = False, tensorboard: bool = False):
+    """CRSLab dataset, loaders and system for a loaded config ``opt`` (what ``run`` trains).
+
+    ``data_root`` / ``save_dir`` override the config's; ``opt['data_root']`` is set to the
+    root used. Returns ``(system, dataset)``.
+    """
     import crslab_mscrs  # noqa: F401  (compat layer + registration)
     from crslab.data import get_dataloader, get_dataset
     from crslab.system import get_system
 
     from crslab_mscrs import paths
+
+    root = paths.resolve_data_root(data_root, opt.get("data_root"))
+    paths.set_data_root(root, save_dir or opt.get("save_dir"))
+    opt["data_root"] = str(root)
+    config = make_crslab_config(opt, gpu, debug)
+    dataset = get_dataset(config, config["tokenize"], restore_data, save_data)
+    loaders = [get_dataloader(config, split, dataset.vocab)
+               for split in (dataset.train_data, dataset.valid_data, dataset.test_data)]
+    system = get_system(config, *loaders, dataset.vocab, dataset.side_data, restore_system,
+                        interact, debug, tensorboard)
+    return system, dataset
+
+
+def run(args: argparse.Namespace) -> dict:
     from crslab_mscrs.config import load_config
     from crslab_mscrs.integration.stage_selection import select_stages
     from crslab_mscrs.integration.test_capture import attach_test_capture, write_outputs
@@ -80,17 +101,10 @@ def run(args: argparse.Namespace) -> dict:
     for key, value in (("rankings_out", args.rankings_out), ("metrics_out", args.metrics_out)):
         if value:
             opt[key] = str(Path(value).resolve())
-    root = paths.resolve_data_root(args.data_root, opt.get("data_root"))
-    paths.set_data_root(root, args.save_dir or opt.get("save_dir"))
-    opt["data_root"] = str(root)
-
-    config = make_crslab_config(opt, resolve_gpu(args.gpu), args.debug)
     started = time.time()
-    dataset = get_dataset(config, config["tokenize"], args.restore_data, args.save_data)
-    loaders = [get_dataloader(config, split, dataset.vocab)
-               for split in (dataset.train_data, dataset.valid_data, dataset.test_data)]
-    system = get_system(config, *loaders, dataset.vocab, dataset.side_data, args.restore_system,
-                        args.interact, args.debug, args.tensorboard)
+    system, dataset = build_system(opt, args.data_root, args.save_dir, resolve_gpu(args.gpu), args.debug,
+                                   args.restore_data, args.save_data, args.restore_system, args.interact,
+                                   args.tensorboard)
     if args.interact:
         system.interact()
         return {}

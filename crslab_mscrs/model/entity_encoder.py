@@ -72,6 +72,15 @@ class MultimodalEntityEncoder(nn.Module):
         self.cooccurrence, self.text, self.image = cooccurrence, text, image
         self.lambda_text, self.lambda_image = float(lambda_text), float(lambda_image)
         self.register_buffer("item_ids", item_ids.long(), persistent=False)
+        # fusion "mean": each row's total view weight, fixed by the graphs that are on
+        row_weight = 1.0 + (1.0 if cooccurrence is not None else 0.0)
+        item_weight = (self.lambda_text if text is not None else 0.0) + \
+            (self.lambda_image if image is not None else 0.0)
+        view_weight = None
+        if fusion == "mean" and (row_weight != 1.0 or item_weight != 0.0):
+            view_weight = torch.full((kg_encoder.n_entity, 1), row_weight)
+            view_weight[self.item_ids] += item_weight
+        self.register_buffer("view_weight", view_weight, persistent=False)
         dim = kg_encoder.dim
         self.fusion_mlp = ResidualMLP(dim)
         self.output_projection = nn.Linear(dim, output_dim)
@@ -87,24 +96,19 @@ class MultimodalEntityEncoder(nn.Module):
         With ``fusion="mean"`` every row is divided by the total weight of its views.
         """
         e0 = self.kg_encoder()
-        fused, row_weight, item_weight = e0, 1.0, 0.0
+        fused = e0
         if self.cooccurrence is not None:
             fused = fused + self.cooccurrence(e0)
-            row_weight += 1.0
         if self.text is not None or self.image is not None:
             item_rows = e0.index_select(0, self.item_ids)
             item_extra = torch.zeros_like(item_rows)
             if self.text is not None:
                 item_extra = item_extra + self.lambda_text * self.text(item_rows)
-                item_weight += self.lambda_text
             if self.image is not None:
                 item_extra = item_extra + self.lambda_image * self.image(item_rows)
-                item_weight += self.lambda_image
             fused = fused.index_add(0, self.item_ids, item_extra)
-        if self.fusion == "mean" and (row_weight != 1.0 or item_weight != 0.0):
-            weights = torch.full((fused.size(0), 1), row_weight, dtype=fused.dtype, device=fused.device)
-            weights[self.item_ids] += item_weight
-            fused = fused / weights
+        if self.view_weight is not None:  # fusion "mean"
+            fused = fused / self.view_weight.to(fused.dtype)
         return fused
 
     def forward(self) -> torch.Tensor:
