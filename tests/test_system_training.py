@@ -206,12 +206,8 @@ def test_tensorboard_logs_into_the_run_folder(env, tmp_path, monkeypatch):
     assert list((system.run_dir / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def test_time_bounded_stage_caps_batches_and_skips_validation(env):
-    """``max_steps`` caps the training batches of an epoch; ``validate: false`` skips the valid
-    pass and keeps the last epoch (used for the budgeted CPU runs of the benchmark)."""
-    rec = dict(section(2), max_steps=1, validate=False)
-    system = make_system(env, "budget", stages=["rec"], rec=rec)
-    calls = spy_evaluations(system)
+def count_training_steps(system) -> list:
+    """The stage of every training step ``system`` takes from now on."""
     steps = []
     original_step = system.step
 
@@ -221,6 +217,16 @@ def test_time_bounded_stage_caps_batches_and_skips_validation(env):
         return original_step(batch, stage, mode)
 
     system.step = counting_step
+    return steps
+
+
+def test_time_bounded_stage_caps_batches_and_skips_validation(env):
+    """``max_steps`` caps the training batches of an epoch; ``validate: false`` skips the valid
+    pass and keeps the last epoch (used for the budgeted CPU runs of the benchmark)."""
+    rec = dict(section(2), max_steps=1, validate=False)
+    system = make_system(env, "budget", stages=["rec"], rec=rec)
+    calls = spy_evaluations(system)
+    steps = count_training_steps(system)
     assert system.train_dataloader.num_batches("rec", 8) > 1  # so that the cap matters
     results = system.fit()
     assert steps == ["rec", "rec"]  # 2 epochs x 1 batch
@@ -232,27 +238,29 @@ def test_time_bounded_stage_caps_batches_and_skips_validation(env):
 def test_time_limit_ends_the_stage_after_the_batch_that_passes_it(env):
     """``time_limit_min`` (used for the GPU runs on a fixed device budget): the batch that
     passes the limit ends the epoch; that epoch is validated, chosen and tested; later
-    epochs are skipped, and a resumed run does not train them either."""
+    epochs are skipped, also by a run resumed after a kill right after that epoch."""
     rec = dict(section(3), time_limit_min=1e-9)  # passes after the first batch
     system = make_system(env, "time_limited", stages=["rec"], rec=rec)
     calls = spy_evaluations(system)
-    steps = []
-    original_step = system.step
+    steps = count_training_steps(system)
 
-    def counting_step(batch, stage, mode):
-        if mode == "train":
-            steps.append(stage)
-        return original_step(batch, stage, mode)
+    def kill_after_the_epoch(stage, epoch):
+        raise SimulatedKill()
 
-    system.step = counting_step
+    system._on_checkpoint_saved = kill_after_the_epoch
     assert system.train_dataloader.num_batches("rec", 8) > 1  # so that cutting the epoch matters
-    results = system.fit()
-    assert steps == ["rec"]
-    assert calls == [("_rec_metrics", "valid"), ("_rec_metrics", "test")]
+    with pytest.raises(SimulatedKill):
+        system.fit()
+    assert steps == ["rec"] and calls == [("_rec_metrics", "valid")]
+    resumed = make_system(env, "time_limited", restore=True, stages=["rec"], rec=rec)
+    resumed_calls = spy_evaluations(resumed)
+    resumed_steps = count_training_steps(resumed)
+    results = resumed.fit()
+    assert resumed_steps == [] and resumed_calls == [("_rec_metrics", "test")]
     assert results["rec"]["chosen_epoch"] == 0
     assert results["rec"]["valid_history"][0]["time_limit_reached"] is True
     assert results["rec"]["train_seconds"] >= 0
-    assert load_checkpoint(system.run_dir / "last.pth")["completed"] == ["rec"]
+    assert load_checkpoint(resumed.run_dir / "last.pth")["completed"] == ["rec"]
 
 
 def test_time_limit_must_be_a_positive_number(env):
