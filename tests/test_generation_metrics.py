@@ -168,3 +168,28 @@ def test_item_name_matcher_finds_catalogue_names_and_placeholders():
     assert matcher.mentions_item("try __item__ or @1234")
     assert not matcher.mentions_item("the dark night was long")
     assert matcher.recommended(["Frozen is great", "no idea"]) == [True, False]
+
+
+def test_crslab_structure_tokens_do_not_count_as_words(tmp_path):
+    """KBRD/KGSF replies and references decoded by CRSLab keep ``__start__``; a reply of
+    nothing but that token must not share a unigram with the reference."""
+    import json
+
+    import pytest
+
+    from crslab_mscrs.integration.test_capture import rescore_replies
+
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"dataset": "Inspired", "crslab_test_metrics": {"hit@10": 0.1}}))
+    replies = [{"reply": "__start__ __start__ __start__", "reference": "__start__ hello there"},
+               {"reply": "__start__ try Frozen __end__", "reference": "__start__ try Frozen"}]
+    (tmp_path / "test_replies.jsonl").write_text("\n".join(json.dumps(r) for r in replies) + "\n")
+    generation = rescore_replies(metrics, ["Frozen"])
+    assert generation["n_replies"] == 2 and generation["item_ratio"] == 0.5
+    assert generation["rouge@1"] == pytest.approx(0.5)  # only the second reply overlaps, fully
+    written = json.loads(metrics.read_text())
+    assert written["stages"]["conv"]["test"]["generation"] == generation
+    assert written["crslab_test_metrics"] == {"hit@10": 0.1}
+    (tmp_path / "test_replies.jsonl").write_text('{"reply": "ok", "reference": "ok"}\nnot json\n')
+    with pytest.raises(ValueError, match="test_replies.jsonl, line 2"):
+        rescore_replies(metrics, [])

@@ -123,17 +123,54 @@ def attach_test_capture(system, item_ids) -> TestCapture:
     return capture
 
 
+CRSLAB_STRUCTURE_TOKENS = ("__start__", "__end__", "__null__")
+"""Tokens CRSLab's ``ind2txt`` leaves in decoded replies and references (the references
+start with ``__start__``); they are not words and are removed before scoring, otherwise a
+reply of nothing but ``__start__`` would share a unigram with every reference.
+``__unk__`` stays: it stands for a real word outside the model's vocabulary."""
+
+
+def strip_structure_tokens(text: str) -> str:
+    return " ".join(word for word in text.split() if word not in CRSLAB_STRUCTURE_TOKENS)
+
+
 def generation_summary(replies: List[Tuple[str, str]], item_names) -> dict:
-    """Our generation metrics of captured ``(reply, reference)`` pairs; ``item_ratio`` from
-    item placeholders or catalogue names in the replies (:mod:`crslab_mscrs.evaluation.item_mentions`).
-    Perplexity is left to CRSLab's own report (``crslab_test_metrics.ppl``): it is per token of
-    the model's word vocabulary, not comparable with a subword LM's."""
+    """Our generation metrics of captured ``(reply, reference)`` pairs, after removing
+    CRSLab's structure tokens; ``item_ratio`` from item placeholders or catalogue names in
+    the replies (:mod:`crslab_mscrs.evaluation.item_mentions`). Perplexity is left to CRSLab's
+    own report: it is per token of the model's word vocabulary, not comparable with a
+    subword LM's."""
     from crslab_mscrs.evaluation.item_mentions import ItemNameMatcher
     from crslab_mscrs.mscrs_system.outputs import generation_metrics
 
-    hypotheses = [hyp for hyp, _ in replies]
+    hypotheses = [strip_structure_tokens(hyp) for hyp, _ in replies]
+    references = [strip_structure_tokens(ref) for _, ref in replies]
     recommended = ItemNameMatcher(item_names).recommended(hypotheses)
-    return generation_metrics(hypotheses, [ref for _, ref in replies], recommended, None, None)
+    return generation_metrics(hypotheses, references, recommended, None, None)
+
+
+def rescore_replies(metrics_path, item_names) -> dict:
+    """Recompute ``stages.conv.test.generation`` of a finished CRSLab-model run from the
+    ``test_replies.jsonl`` beside its ``metrics.json`` (e.g. after a fix of the scoring);
+    returns the new generation metrics."""
+    metrics_path = Path(metrics_path)
+    replies_path = metrics_path.with_name("test_replies.jsonl")
+    if not replies_path.is_file():
+        raise FileNotFoundError(f"{replies_path}: no captured test replies to score")
+    replies = []
+    for number, line in enumerate(replies_path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            row = json.loads(line)
+            replies.append((str(row["reply"]), str(row["reference"])))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{replies_path}, line {number}: not a {{reply, reference}} JSON object ({err})")
+    payload = json.loads(metrics_path.read_text(encoding="utf-8"))
+    generation = generation_summary(replies, item_names)
+    payload["stages"] = {"conv": {"test": {"generation": generation}}}
+    tmp = metrics_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    tmp.replace(metrics_path)
+    return generation
 
 
 def write_outputs(capture: TestCapture, test_dataset, rankings_out=None, metrics_out=None,
