@@ -58,6 +58,6 @@ done
 wait
 log "runs done"
 for f in "$WORK"/*.log; do tail -c 1500 "$f" >> "$O/run_gpu.log"; done
-cp -r save "$WORK/save" 2>/dev/null
-tar -C "$(dirname "$WORK")" --exclude='*.pth' -czf "$O/gpu_runs.tgz" "$(basename "$WORK")"
+# run folders of the harness plus each run's save/ folder (replies, metrics), never the checkpoints
+tar --exclude='*.pth' -czf "$O/gpu_runs.tgz" -C "$(dirname "$WORK")" "$(basename "$WORK")" -C "$PWD" save
 log "packed $(du -h "$O/gpu_runs.tgz" | cut -f1)"

@@ -263,8 +263,10 @@ class MSCRSSystem(BaseSystem):
                                                               else value < progress["best_value"])
             else:  # no valid pass: the latest epoch is the chosen one
                 value, improved = None, True
-            progress["history"].append({"epoch": epoch, "valid": value} if not out_of_time else
-                                       {"epoch": epoch, "valid": value, "time_limit_reached": True})
+            entry = {"epoch": epoch, "valid": value}
+            if out_of_time:
+                entry["time_limit_reached"] = True
+            progress["history"].append(entry)
             if improved:
                 progress["best_value"], progress["best_epoch"] = value, epoch
                 atomic_save({"version": CHECKPOINT_VERSION, "stage": stage, "epoch": epoch, "valid": value,
