@@ -165,3 +165,51 @@ def test_mean_fusion_divides_each_row_by_its_view_weights():
     torch.testing.assert_close(text_only[non_items], _entity_encoder("t").fused_embeddings()[non_items])
     with pytest.raises(ValueError, match="'fusion'"):
         _entity_encoder("ctv", fusion="max")
+
+
+def test_rgcn_rows_equal_full_table_rows_and_gradients():
+    torch.manual_seed(0)
+    encoder = _kg_encoder(dim=8)
+    rows = torch.tensor([0, 3, 5, TINY_N_ENTITY - 1])
+    weights = torch.randn(len(rows), 8)
+    (encoder()[rows] * weights).sum().backward()
+    full_grads = [p.grad.clone() for p in encoder.parameters()]
+    encoder.zero_grad()
+    out = encoder(rows=rows)
+    torch.testing.assert_close(out, encoder()[rows])
+    (out * weights).sum().backward()
+    for full, restricted in zip(full_grads, [p.grad for p in encoder.parameters()]):
+        torch.testing.assert_close(restricted, full)
+
+
+def test_lightgcn_on_the_receptive_field_is_exact_at_the_rows_asked_for():
+    torch.manual_seed(0)
+    edges = torch.tensor([[0, 1, 2, 3, 4, 6], [1, 2, 3, 4, 5, 7]])  # a path 0-...-5 and an edge 6-7
+    propagation = LightGCNPropagation(torch.cat([edges, edges.flip(0)], 1), 9, num_layers=2)
+    x = torch.randn(9, 4)
+    asked = torch.zeros(9, dtype=torch.bool)
+    asked[[0, 8]] = True
+    field = propagation.receptive_field(asked)
+    assert field.nonzero().squeeze(1).tolist() == [0, 1, 2, 8]  # two hops from 0; 8 is isolated
+    nodes = field.nonzero().squeeze(1)
+    out = propagation(x[nodes], nodes=nodes)
+    torch.testing.assert_close(out[[0, 3]], propagation(x)[[0, 8]])
+    assert not torch.allclose(out[2], propagation(x)[2])  # a border row lacks its outer neighbours
+    with pytest.raises(ValueError, match="expected 4 rows"):
+        propagation(x, nodes=nodes)
+
+
+@pytest.mark.parametrize("use,fusion", [("ctv", "sum"), ("ctv", "mean"), ("c", "sum"), ("tv", "mean"), ("", "sum")])
+def test_entity_encoder_rows_equal_the_full_table(use, fusion):
+    encoder = _entity_encoder(use, fusion)
+    for rows in (torch.tensor([0, 4]), torch.tensor(sorted({0, 3, *TINY_ITEM_IDS})), torch.arange(TINY_N_ENTITY)):
+        weights = torch.randn(len(rows), 16)
+        encoder.zero_grad()
+        (encoder()[rows] * weights).sum().backward()
+        full_grads = {name: p.grad.clone() for name, p in encoder.named_parameters()}
+        encoder.zero_grad()
+        out = encoder(rows=rows)
+        torch.testing.assert_close(out, encoder()[rows])
+        (out * weights).sum().backward()
+        for name, p in encoder.named_parameters():
+            torch.testing.assert_close(p.grad, full_grads[name], msg=f"{use}/{fusion}/{rows.tolist()}: {name}")

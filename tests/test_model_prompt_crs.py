@@ -42,7 +42,7 @@ def model(request, features_dir):
 def test_shapes_and_frozen_parts(model):
     rec = model.recommend(batch_for(model, "rec"))
     assert rec.item_scores.shape == (2, len(TINY_ITEM_IDS)) and rec.loss.ndim == 0
-    assert torch.equal(rec.item_scores, rec.entity_scores[:, model.item_ids])
+    assert rec.entity_scores is None  # rec scores the items only
     pre = model.pretrain(batch_for(model, "pretrain", labels=[7, 2]))
     assert pre.entity_scores.shape == (2, TINY_N_ENTITY) and torch.isfinite(pre.loss)
     conv_batch = batch_for(model, "conv")
@@ -262,3 +262,29 @@ def test_bfloat16_lm_weights(features_dir):
     assert rec.item_scores.dtype == torch.float32 and torch.isfinite(rec.loss)
     assert torch.isfinite(model.converse(batch_for(model, "conv")).loss)
     assert model.generate(batch_for(model, "generate"), max_new_tokens=3, num_beams=2).shape[0] == 2
+
+
+@pytest.mark.parametrize("task", ["rec", "conv"])
+def test_step_rows_table_gives_the_full_tables_loss_and_gradients(features_dir, task):
+    """A training step computes only the rows it reads (step_rows): same loss, same gradients."""
+    model = build(features_dir).train()
+    batch = batch_for(model, task)
+    runs = []
+    for rows in (None, model.step_rows(batch, task)):
+        model.zero_grad(set_to_none=True)
+        table = model.entity_table(rows)
+        out = model.recommend(batch, entity_table=table) if task == "rec" else model.converse(batch, entity_table=table)
+        out.loss.backward()
+        runs.append((out.loss.detach(), {name: p.grad.clone() for name, p in model.entity_encoder.named_parameters()
+                                         if p.grad is not None}, table.detach()))
+    (full_loss, full_grads, full_table), (rows_loss, rows_grads, rows_table) = runs
+    torch.testing.assert_close(rows_loss, full_loss)
+    assert full_grads.keys() == rows_grads.keys() and full_grads
+    for name in full_grads:
+        torch.testing.assert_close(rows_grads[name], full_grads[name], msg=name)
+    read = model.step_rows(batch, task).unique()
+    torch.testing.assert_close(rows_table[read], full_table[read])
+    unread = torch.ones(len(full_table), dtype=torch.bool)
+    unread[read] = False
+    assert unread.any() and not rows_table[unread].any()  # rows nobody reads are not computed
+    assert model.step_rows(batch, "pretrain") is None  # pre-training scores every entity

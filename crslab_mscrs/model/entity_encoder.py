@@ -19,6 +19,14 @@ Each graph is optional (``None`` = switched off, an ablation). With all three of
 exactly UniCRS's entity encoder (R-GCN + residual, residual MLP, linear). The fused table is
 meant to be computed ONCE per training step and shared by the prompt and the scorer
 (bug 6 of the authors' code computes it twice).
+
+A training step reads few rows of the table: the batch's context entities, plus every item
+when it scores items. ``forward(rows=...)`` computes exactly those rows: e0 only on their
+receptive field (the rows, their L-hop neighbourhoods in the co-occurrence graph and, for
+item rows, in the item graphs), each semantic graph on that node subset, and the MLP and
+projection only on the rows. The values equal the full table's rows (tested); at ReDial
+scale a conversation step then touches about 4k of the 64k entities instead of all of them
+(``benchmarks/step_cost.py``).
 """
 from __future__ import annotations
 
@@ -90,11 +98,14 @@ class MultimodalEntityEncoder(nn.Module):
         return {"cooccurrence": self.cooccurrence is not None, "text": self.text is not None,
                 "image": self.image is not None}
 
-    def fused_embeddings(self) -> torch.Tensor:
-        """h = e0 + c + item rows (lambda_t t + lambda_v v), before the MLP: [n_entity, d].
+    def fused_embeddings(self, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """h = e0 + c + item rows (lambda_t t + lambda_v v), before the MLP: [n_entity, d]
+        (or [len(rows), d] for sorted unique entity ids ``rows``).
 
         With ``fusion="mean"`` every row is divided by the total weight of its views.
         """
+        if rows is not None:
+            return self._fused_rows(rows)
         e0 = self.kg_encoder()
         fused = e0
         if self.cooccurrence is not None:
@@ -111,8 +122,52 @@ class MultimodalEntityEncoder(nn.Module):
             fused = fused / self.view_weight.to(fused.dtype)
         return fused
 
-    def forward(self) -> torch.Tensor:
+    def _fused_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """:meth:`fused_embeddings` at ``rows`` only, from e0 on their receptive field."""
+        n_entity = self.kg_encoder.n_entity
+        needed = torch.zeros(n_entity, dtype=torch.bool, device=rows.device)
+        needed[rows] = True
+        if self.cooccurrence is not None:
+            needed = self.cooccurrence.receptive_field(needed)
+        item_graphs = [(graph, weight) for graph, weight in ((self.text, self.lambda_text),
+                                                            (self.image, self.lambda_image)) if graph is not None]
+        item_position = torch.full((n_entity,), -1, dtype=torch.long, device=rows.device)
+        item_position[self.item_ids] = torch.arange(self.item_ids.numel(), device=rows.device)
+        row_item = item_position[rows]  # position of each row among the items, -1: not an item
+        item_nodes = None
+        if item_graphs and bool((row_item >= 0).any()):
+            asked = torch.zeros(self.item_ids.numel(), dtype=torch.bool, device=rows.device)
+            asked[row_item[row_item >= 0]] = True
+            field = torch.zeros_like(asked)
+            for graph, _ in item_graphs:
+                field |= graph.receptive_field(asked)
+            item_nodes = field.nonzero().squeeze(1)  # item positions, sorted
+            needed[self.item_ids[item_nodes]] = True
+        nodes = needed.nonzero().squeeze(1)
+        e0 = self.kg_encoder(rows=nodes)  # [len(nodes), d]
+        local = torch.full((n_entity,), -1, dtype=torch.long, device=rows.device)
+        local[nodes] = torch.arange(nodes.numel(), device=rows.device)
+        at_rows = local[rows]
+        fused = e0.index_select(0, at_rows)
+        if self.cooccurrence is not None:
+            fused = fused + self.cooccurrence(e0, nodes=nodes).index_select(0, at_rows)
+        if item_nodes is not None:
+            item_rows = e0.index_select(0, local[self.item_ids[item_nodes]])
+            item_extra = sum(weight * graph(item_rows, nodes=item_nodes) for graph, weight in item_graphs)
+            # each item row's place among item_nodes
+            item_local = torch.full((self.item_ids.numel(),), -1, dtype=torch.long, device=rows.device)
+            item_local[item_nodes] = torch.arange(item_nodes.numel(), device=rows.device)
+            is_item = (row_item >= 0).nonzero().squeeze(1)
+            fused = fused.index_add(0, is_item, item_extra.index_select(0, item_local[row_item[is_item]]))
+        if self.view_weight is not None:  # fusion "mean"
+            fused = fused / self.view_weight.index_select(0, rows).to(fused.dtype)
+        return fused
+
+    def forward(self, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The fused entity table in LM hidden size: [n_entity, output_dim], always float32.
+
+        ``rows``: sorted unique entity ids; then only those rows are computed and returned
+        ([len(rows), output_dim]), with the same values as in the full table.
 
         Autocast is switched off here: the graph layers mix sparse products and
         ``index_add`` with dense layers, and under bf16 autocast (CUDA runs) the dense
@@ -120,4 +175,4 @@ class MultimodalEntityEncoder(nn.Module):
         costs little next to the LM, so it is computed in full precision.
         """
         with torch.autocast(device_type=self.item_ids.device.type, enabled=False):
-            return self.output_projection(self.fusion_mlp(self.fused_embeddings()))
+            return self.output_projection(self.fusion_mlp(self.fused_embeddings(rows)))

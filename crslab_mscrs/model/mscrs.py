@@ -38,8 +38,11 @@ class MSCRSModel(BaseModel):
     def item_ids(self) -> torch.Tensor:
         return self.crs.item_ids
 
-    def entity_table(self) -> torch.Tensor:
-        return self.crs.entity_table()
+    def entity_table(self, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.crs.entity_table(rows)
+
+    def step_rows(self, batch: Mapping, task: str) -> Optional[torch.Tensor]:
+        return self.crs.step_rows(batch, task)
 
     def forward(self, batch: Mapping, mode: str, entity_table: Optional[torch.Tensor] = None, **generate_kwargs):
         if mode == "pretrain":

@@ -74,7 +74,7 @@ class PromptCRSConfig:
 class RecOutput:
     loss: Optional[torch.Tensor]
     item_scores: torch.Tensor                 # [B, n_items], column j = entity item_ids[j]
-    entity_scores: torch.Tensor               # [B, n_entity]
+    entity_scores: Optional[torch.Tensor]     # [B, n_entity] (pretrain); None for rec (items only)
     contrastive_loss: Optional[torch.Tensor] = None
 
 
@@ -193,22 +193,43 @@ class PromptCRS(nn.Module):
                 if not name.startswith(("lm.", "text_encoder."))}
 
     # ------------------------------------------------------------------ shared pieces
-    def entity_table(self) -> torch.Tensor:
+    def entity_table(self, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Fused multimodal entity table [n_entity, lm hidden] (compute once per step, pass it on).
 
-        Without autograd (evaluation, generation) the table is cached until a parameter of the
-        entity encoder changes (in-place update, load_state_dict, device move), so evaluating
-        many batches costs one graph pass instead of one per batch.
+        Args:
+            rows: with autograd, the entity ids the step will read (:meth:`step_rows`): only
+                those rows are computed (same values as the full table) and the others are
+                ZERO. ``None``: every row.
+
+        Without autograd (evaluation, generation) the full table is cached until a parameter
+        of the entity encoder changes (in-place update, load_state_dict, device move), so
+        evaluating many batches costs one graph pass instead of one per batch; ``rows`` is
+        then not needed.
         """
         if torch.is_grad_enabled():
             self._table_cache = None
-            return self.entity_encoder()
+            if rows is None:
+                return self.entity_encoder()
+            rows = torch.unique(rows.reshape(-1).to(self.item_ids.device))  # sorted
+            computed = self.entity_encoder(rows=rows)
+            return computed.new_zeros(self.entity_encoder.kg_encoder.n_entity,
+                                      computed.size(1)).index_copy(0, rows, computed)
         key = tuple((p.data_ptr(), p._version) for p in self.entity_encoder.parameters())
         if self._table_cache is not None and self._table_cache[0] == key:
             return self._table_cache[1]
         table = self.entity_encoder()
         self._table_cache = (key, table)
         return table
+
+    def step_rows(self, batch: Batch, task: str) -> Optional[torch.Tensor]:
+        """Entity ids a ``task`` step reads from the table: the batch's context entities, and
+        every item for "rec" (scored); ``None`` (all rows) for "pretrain", which scores every entity."""
+        if task == "pretrain":
+            return None
+        rows = batch["entity_ids"].reshape(-1)
+        if task == "rec":
+            rows = torch.cat([rows.to(self.item_ids.device), self.item_ids])
+        return rows
 
     def _prompt(self, batch: Batch, entity_table: torch.Tensor, task: str):
         with torch.no_grad():
@@ -262,9 +283,13 @@ class PromptCRS(nn.Module):
     def _score(self, batch: Batch, entity_table: Optional[torch.Tensor], task: str) -> RecOutput:
         table = self.entity_table() if entity_table is None else entity_table
         prompt = self._prompt(batch, table, task)
-        hidden = self._last_hidden(batch, prompt.prefix)
-        entity_scores = hidden.to(table.dtype) @ table.t()
-        item_scores = entity_scores.index_select(1, self.item_ids)
+        hidden = self._last_hidden(batch, prompt.prefix).to(table.dtype)
+        entity_scores = None
+        if task == "rec":  # items only: no [B, n_entity] product
+            item_scores = hidden @ table.index_select(0, self.item_ids).t()
+        else:
+            entity_scores = hidden @ table.t()
+            item_scores = entity_scores.index_select(1, self.item_ids)
         loss = None
         labels = batch.get("labels")
         if labels is not None:

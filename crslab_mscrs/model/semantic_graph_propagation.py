@@ -10,6 +10,11 @@ Self loops (weight 1) are added before the symmetric normalisation, as the MSCRS
 co-occurrence counts) enter A; the normalisation is over weighted degrees. The normalised
 adjacency is precomputed once as a sparse matrix (a non-persistent buffer: the graph comes
 from the data, not from training), so each step costs L sparse matmuls.
+
+A training step that reads only some rows of the output (the entities of a batch) can ask
+:meth:`LightGCNPropagation.receptive_field` for the L-hop neighbourhood those rows depend on
+and run :meth:`LightGCNPropagation.forward` on that node subset only (``nodes=``): the
+sub-adjacency keeps the full graph's normalisation, so the rows asked for are exact.
 """
 from __future__ import annotations
 
@@ -68,10 +73,38 @@ class LightGCNPropagation(nn.Module):
         adjacency = normalized_adjacency(edge_index, num_nodes, edge_weight, add_self_loops)
         self.register_buffer("adjacency", adjacency, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.size(0) != self.num_nodes:
-            raise ValueError(f"expected {self.num_nodes} rows, got {x.size(0)}.")
-        adjacency = self.adjacency.to(dtype=x.dtype)
+    def receptive_field(self, mask: torch.Tensor) -> torch.Tensor:
+        """Nodes whose input rows the output rows in ``mask`` depend on ([num_nodes] bool, L hops)."""
+        target, source = self.adjacency.indices()
+        for _ in range(self.num_layers):
+            grown = mask.clone()
+            grown[source[mask[target]]] = True
+            mask = grown
+        return mask
+
+    def _sub_adjacency(self, nodes: torch.Tensor) -> torch.Tensor:
+        """The normalised adjacency restricted to ``nodes`` (sorted ids), in their local order."""
+        position = torch.full((self.num_nodes,), -1, dtype=torch.long, device=nodes.device)
+        position[nodes] = torch.arange(nodes.numel(), device=nodes.device)
+        target, source = self.adjacency.indices()
+        keep = (position[target] >= 0) & (position[source] >= 0)
+        # a monotone renumbering of a coalesced (sorted, unique) matrix stays coalesced
+        return torch.sparse_coo_tensor(torch.stack([position[target[keep]], position[source[keep]]]),
+                                       self.adjacency.values()[keep], (nodes.numel(), nodes.numel()),
+                                       is_coalesced=True, check_invariants=False)
+
+    def forward(self, x: torch.Tensor, nodes: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Propagate ``x`` [num_nodes, d]; or, with ``nodes`` (sorted unique ids), ``x`` holds
+        only those rows and so does the output.
+
+        With ``nodes``, an output row is exact when the node's L-hop neighbourhood lies in
+        ``nodes`` (use :meth:`receptive_field`); rows at the border are not.
+        """
+        expected = self.num_nodes if nodes is None else nodes.numel()
+        if x.size(0) != expected:
+            raise ValueError(f"expected {expected} rows, got {x.size(0)}.")
+        adjacency = self.adjacency if nodes is None else self._sub_adjacency(nodes)
+        adjacency = adjacency.to(dtype=x.dtype)
         layer, total = x, x
         for _ in range(self.num_layers):
             layer = torch.sparse.mm(adjacency, layer)

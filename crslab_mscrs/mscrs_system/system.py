@@ -157,7 +157,8 @@ class MSCRSSystem(BaseSystem):
         assert stage in STAGES and mode in ("train", "valid", "test")
         inputs = self._to_device(batch)
         with self._autocast():
-            table = self.core.entity_table()  # once per step (bug 6), shared by prompt and scoring
+            # once per step (bug 6), shared by prompt and scoring; in training only the rows it reads
+            table = self.core.entity_table(self.core.step_rows(inputs, stage))
             if stage == "pretrain":
                 output = self.core.pretrain(inputs, entity_table=table)
             elif stage == "rec":
