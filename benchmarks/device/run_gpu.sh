@@ -12,7 +12,8 @@
 # with 100 warmup steps (the config's 10 epochs of 8 with 6,345 warmup steps do not fit).
 # Output in $OUT: gpu.txt, step_cost.txt, run_gpu.log, gpu_runs.tgz (harness outputs, run logs,
 # metrics and generated replies; no checkpoints).
-# RUNS="mscrs:0:fusion=mean unicrs:1" picks other runs; LIMITS="0.81 2.18 2.26" fixes the limits.
+# RUNS="mscrs:0:fusion=mean unicrs:1" picks other runs; LIMITS="0.81 2.18 2.26" fixes the limits;
+# DATASET=redial trains on ReDial instead (its data is in the default payload).
 # Local dry run (no GPU): GPU=-1 STEP_COST=0 PY=.venv/bin/python SITE=<empty dir with .installed> ...
 set -uo pipefail
 BUDGET=${1:-480}; shift || true
@@ -34,7 +35,8 @@ if [ "${STEP_COST:-1}" = 1 ]; then
         read -r task batch <<< "$task_batch"
         log "step cost: $task, batch $batch"
         timeout 120 $PY benchmarks/step_cost.py --device cuda --bf16 --task "$task" --batch "$batch" --steps 5 \
-            --threads 8 --kg-file "$REDIAL_KG" >> "$O/step_cost.txt" 2>&1 || log "step cost $task failed (exit $?)"
+            --threads 8 --kg-file "$REDIAL_KG" --graphs-dir "$CRSLAB_MSCRS_DATA/features/redial" \
+            >> "$O/step_cost.txt" 2>&1 || log "step cost $task failed (exit $?)"
     done
     grep -v "Loading weights" "$O/step_cost.txt" | tail -20 >> "$O/run_gpu.log"
 fi
@@ -50,7 +52,7 @@ for entry in ${RUNS:-unicrs:0 mscrs:0}; do
     name="${model}_s${seed}${sets:+_${sets//[=,]/_}}"
     extra=(); IFS=, read -ra pairs <<< "${sets:-}"; for kv in "${pairs[@]}"; do extra+=(--set "$kv"); done
     PYTHONUNBUFFERED=1 timeout -k 10 $(( left + 15 )) $PY benchmarks/run_benchmark.py --models "$model" \
-        --datasets inspired --seeds "$seed" --config-variant offline --gpu "$GPU" --out "$WORK/$name" \
+        --datasets "${DATASET:-inspired}" --seeds "$seed" --config-variant offline --gpu "$GPU" --out "$WORK/$name" \
         --timeout "$left" --set pretrain.time_limit_min="$lim_pretrain" --set rec.time_limit_min="$lim_rec" \
         --set conv.time_limit_min="$lim_conv" --set conv.epoch=3 --set conv.batch_size=16 \
         --set conv.warmup_steps=100 --set conv.eval_batch_size=64 "${extra[@]}" "$@" > "$WORK/$name.log" 2>&1 &
