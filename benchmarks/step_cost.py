@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from crslab_mscrs.model.entity_encoder import MultimodalEntityEncoder
+from crslab_mscrs.model.entity_rows import EntityRows
 from crslab_mscrs.model.graph_files import check_entity_space, read_graph_file, to_item_space
 from crslab_mscrs.model.loading import load_causal_lm, load_text_encoder
 from crslab_mscrs.model.prefix_cache import LMGeometry, PrefixKeyValues, prefixed_lm_inputs
@@ -219,13 +220,15 @@ def one_step(args, components, batch, table_mode: str) -> dict:
     task = args.task
 
     def entity_table():
+        """(values, position): the full table and identity, or the rows read and their lookup."""
         if table_mode == "full":
-            return entity_encoder()
+            return entity_encoder(), None
         rows = table_rows(args, batch, items)
-        computed = entity_encoder(rows=rows)
-        return computed.new_zeros(entity_encoder.kg_encoder.n_entity, computed.size(1)).index_copy(0, rows, computed)
+        table = EntityRows.from_rows(entity_encoder(rows=rows), rows, entity_encoder.kg_encoder.n_entity)
+        return table.values, table.position
 
-    table = timer("graph_fwd", entity_table)
+    table, position = timer("graph_fwd", entity_table)
+    local = (lambda ids: ids) if position is None else (lambda ids: position[ids])
     table_for_prompt = table.detach().requires_grad_()
     table_for_scores = table.detach().requires_grad_()
     with torch.no_grad():
@@ -233,7 +236,7 @@ def one_step(args, components, batch, table_mode: str) -> dict:
                                                               attention_mask=batch["prompt_attention_mask"]
                                                               ).last_hidden_state)
     prompt = timer("prompt_fwd", lambda: prompt_encoder(
-        token_states, batch["prompt_attention_mask"], F.embedding(batch["entity_ids"], table_for_prompt),
+        token_states, batch["prompt_attention_mask"], F.embedding(local(batch["entity_ids"]), table_for_prompt),
         batch["entity_mask"], task))
     keys = prompt.prefix.keys.detach().requires_grad_()
     values = prompt.prefix.values.detach().requires_grad_()
@@ -243,7 +246,7 @@ def one_step(args, components, batch, table_mode: str) -> dict:
         kwargs = prefixed_lm_inputs(batch["input_ids"], batch["attention_mask"], prefix)
         if task == "rec":
             hidden = lm(**kwargs, output_hidden_states=True, logits_to_keep=1).hidden_states[-1][:, -1]
-            return F.cross_entropy(hidden @ table_for_scores[items].t(), batch["labels"])
+            return F.cross_entropy(hidden @ table_for_scores[local(items)].t(), batch["labels"])
         # conversation: the last third of the tokens is the response (logits only where needed, as PromptCRS)
         keep = torch.zeros_like(batch["attention_mask"], dtype=torch.bool)
         keep[:, -(args.context // 3) - 1:-1] = True

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from crslab_mscrs.model.entity_rows import EntityRows
 from crslab_mscrs.model.prompt_crs import PromptCRS
 from crslab_mscrs.model.tiny import (TINY_ITEM_IDS, TINY_N_ENTITY, single_thread, tiny_batch, tiny_opt,
                                      tiny_side_data, tiny_vocab, write_tiny_graph_files)
@@ -276,15 +277,19 @@ def test_step_rows_table_gives_the_full_tables_loss_and_gradients(features_dir, 
         out = model.recommend(batch, entity_table=table) if task == "rec" else model.converse(batch, entity_table=table)
         out.loss.backward()
         runs.append((out.loss.detach(), {name: p.grad.clone() for name, p in model.entity_encoder.named_parameters()
-                                         if p.grad is not None}, table.detach()))
+                                         if p.grad is not None}, table))
     (full_loss, full_grads, full_table), (rows_loss, rows_grads, rows_table) = runs
     torch.testing.assert_close(rows_loss, full_loss)
     assert full_grads.keys() == rows_grads.keys() and full_grads
     for name in full_grads:
         torch.testing.assert_close(rows_grads[name], full_grads[name], msg=name)
+    assert isinstance(rows_table, EntityRows)
     read = model.step_rows(batch, task).unique()
-    torch.testing.assert_close(rows_table[read], full_table[read])
-    unread = torch.ones(len(full_table), dtype=torch.bool)
-    unread[read] = False
-    assert unread.any() and not rows_table[unread].any()  # rows nobody reads are not computed
+    assert torch.equal(rows_table.rows, read) and len(read) < len(full_table)  # only the rows it reads
+    torch.testing.assert_close(rows_table.gather(read), full_table[read].detach())
+    unread = torch.tensor([i for i in range(len(full_table)) if i not in read.tolist()][:1])
+    with pytest.raises(KeyError, match="not computed"):
+        rows_table.gather(unread)
     assert model.step_rows(batch, "pretrain") is None  # pre-training scores every entity
+    with pytest.raises(ValueError, match="full table"):
+        model.pretrain(batch_for(model, "pretrain", labels=[7, 2]), entity_table=rows_table)

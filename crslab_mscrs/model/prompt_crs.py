@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,7 @@ from torch import nn
 from crslab_mscrs.model.decoding import decode
 from crslab_mscrs.model.demonstrations import DemonstrationEncoder
 from crslab_mscrs.model.entity_encoder import MultimodalEntityEncoder
+from crslab_mscrs.model.entity_rows import EntityRows, gather_rows
 from crslab_mscrs.model.graph_files import GRAPH_FILES, check_entity_space, read_graph_file, to_item_space
 from crslab_mscrs.model.loading import load_causal_lm, load_text_encoder
 from crslab_mscrs.model.prefix_cache import LMGeometry, PrefixKeyValues, prefixed_lm_inputs
@@ -193,27 +194,27 @@ class PromptCRS(nn.Module):
                 if not name.startswith(("lm.", "text_encoder."))}
 
     # ------------------------------------------------------------------ shared pieces
-    def entity_table(self, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def entity_table(self, rows: Optional[torch.Tensor] = None) -> Union[torch.Tensor, EntityRows]:
         """Fused multimodal entity table [n_entity, lm hidden] (compute once per step, pass it on).
 
         Args:
             rows: with autograd, the entity ids the step will read (:meth:`step_rows`): only
-                those rows are computed (same values as the full table) and the others are
-                ZERO. ``None``: every row.
+                those rows are computed (same values as the full table) and returned as
+                :class:`EntityRows` (a lookup of another entity is an error). ``None``: the
+                full table.
 
         Without autograd (evaluation, generation) the full table is cached until a parameter
         of the entity encoder changes (in-place update, load_state_dict, device move), so
         evaluating many batches costs one graph pass instead of one per batch; ``rows`` is
-        then not needed.
+        then not needed and the full table is returned.
         """
         if torch.is_grad_enabled():
             self._table_cache = None
             if rows is None:
                 return self.entity_encoder()
             rows = torch.unique(rows.reshape(-1).to(self.item_ids.device))  # sorted
-            computed = self.entity_encoder(rows=rows)
-            return computed.new_zeros(self.entity_encoder.kg_encoder.n_entity,
-                                      computed.size(1)).index_copy(0, rows, computed)
+            return EntityRows.from_rows(self.entity_encoder(rows=rows), rows,
+                                        self.entity_encoder.kg_encoder.n_entity)
         key = tuple((p.data_ptr(), p._version) for p in self.entity_encoder.parameters())
         if self._table_cache is not None and self._table_cache[0] == key:
             return self._table_cache[1]
@@ -231,12 +232,12 @@ class PromptCRS(nn.Module):
             rows = torch.cat([rows.to(self.item_ids.device), self.item_ids])
         return rows
 
-    def _prompt(self, batch: Batch, entity_table: torch.Tensor, task: str):
+    def _prompt(self, batch: Batch, entity_table: Union[torch.Tensor, EntityRows], task: str):
         with torch.no_grad():
             token_states = self.text_encoder(input_ids=batch["prompt_input_ids"],
                                              attention_mask=batch["prompt_attention_mask"]).last_hidden_state
         entity_ids = batch["entity_ids"]
-        entity_embeds = F.embedding(entity_ids, entity_table)
+        entity_embeds = gather_rows(entity_table, entity_ids)
         entity_mask = batch["entity_mask"].bool() if "entity_mask" in batch else entity_ids != 0
         with_contrastive = self.training and self.config.contrastive_weight > 0
         extra, extra_mask = self._demonstrations(batch) if task == "conv" else (None, None)
@@ -272,22 +273,24 @@ class PromptCRS(nn.Module):
         return loss + self.config.contrastive_weight * contrastive
 
     # ------------------------------------------------------------------ tasks
-    def recommend(self, batch: Batch, entity_table: Optional[torch.Tensor] = None) -> RecOutput:
+    def recommend(self, batch: Batch, entity_table: Union[torch.Tensor, EntityRows, None] = None) -> RecOutput:
         """Item scores and (if ``labels`` present) CE loss over the items."""
         return self._score(batch, entity_table, task="rec")
 
-    def pretrain(self, batch: Batch, entity_table: Optional[torch.Tensor] = None) -> RecOutput:
+    def pretrain(self, batch: Batch, entity_table: Union[torch.Tensor, EntityRows, None] = None) -> RecOutput:
         """Prompt pre-training: CE over all entities (recall here is inflated by design)."""
         return self._score(batch, entity_table, task="pretrain")
 
-    def _score(self, batch: Batch, entity_table: Optional[torch.Tensor], task: str) -> RecOutput:
+    def _score(self, batch: Batch, entity_table: Union[torch.Tensor, EntityRows, None], task: str) -> RecOutput:
         table = self.entity_table() if entity_table is None else entity_table
         prompt = self._prompt(batch, table, task)
         hidden = self._last_hidden(batch, prompt.prefix).to(table.dtype)
         entity_scores = None
         if task == "rec":  # items only: no [B, n_entity] product
-            item_scores = hidden @ table.index_select(0, self.item_ids).t()
+            item_scores = hidden @ gather_rows(table, self.item_ids).t()
         else:
+            if isinstance(table, EntityRows):
+                raise ValueError("pre-training scores every entity: pass the full table (entity_table() without rows).")
             entity_scores = hidden @ table.t()
             item_scores = entity_scores.index_select(1, self.item_ids)
         loss = None
@@ -304,7 +307,7 @@ class PromptCRS(nn.Module):
         return RecOutput(self._add_contrastive(loss, prompt.contrastive_loss), item_scores, entity_scores,
                          prompt.contrastive_loss)
 
-    def converse(self, batch: Batch, entity_table: Optional[torch.Tensor] = None) -> ConvOutput:
+    def converse(self, batch: Batch, entity_table: Union[torch.Tensor, EntityRows, None] = None) -> ConvOutput:
         """Conversation prefix + LM; loss on response tokens only (labels != -100, padding ignored).
 
         With ``labels``, logits are computed only where they are needed (``logits_to_keep`` mask),
@@ -329,7 +332,7 @@ class PromptCRS(nn.Module):
     @torch.no_grad()
     def generate(self, batch: Batch, max_new_tokens: int = 50, num_beams: int = 1, do_sample: bool = False,
                  top_p: Optional[float] = None, no_repeat_ngram_size: int = 3,
-                 entity_table: Optional[torch.Tensor] = None, generator=None) -> torch.Tensor:
+                 entity_table: Union[torch.Tensor, EntityRows, None] = None, generator=None) -> torch.Tensor:
         """New tokens only [B, T] after the LEFT-padded context (ends with eos, then padding)."""
         table = self.entity_table() if entity_table is None else entity_table
         prefix = self._prompt(batch, table, "conv").prefix

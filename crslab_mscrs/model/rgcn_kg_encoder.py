@@ -118,14 +118,16 @@ class RGCNKGEncoder(nn.Module):
             if not self.row_sparse:
                 return self.conv(table, self.edge_index, self.edge_type) + table
             return self._row_sparse_conv(table) + table
-        return self._row_sparse_conv(table, rows) + table.index_select(0, rows)
+        own = table.index_select(0, rows)  # one gather for the root term and the residual
+        return self._row_sparse_conv(table, rows, own) + own
 
-    def _row_sparse_conv(self, x: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def _row_sparse_conv(self, x: torch.Tensor, rows: Optional[torch.Tensor] = None,
+                         x_rows: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``RGCNConv.forward`` (mean aggregation, root weight, bias), transforming only rows with messages
-        (and, with ``rows``, only the pairs whose target is one of them)."""
+        (and, with ``rows``, only the pairs whose target is one of them; ``x_rows`` = x[rows])."""
         conv = self.conv
         weight = (conv.comp @ conv.weight.view(conv.num_bases, -1)).view(self.num_relations, self.dim, -1)
-        out = (x if rows is None else x.index_select(0, rows)) @ conv.root
+        out = (x if rows is None else x_rows) @ conv.root
         if conv.bias is not None:
             out = out + conv.bias
         aggregation, pair_target, counts = self.aggregation, self.pair_target, self.relation_counts
