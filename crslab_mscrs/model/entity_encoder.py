@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from crslab_mscrs.model.rgcn_kg_encoder import RGCNKGEncoder
+from crslab_mscrs.model.row_index import position_index
 from crslab_mscrs.model.semantic_graph_propagation import LightGCNPropagation
 
 
@@ -82,6 +83,7 @@ class MultimodalEntityEncoder(nn.Module):
         self.cooccurrence, self.text, self.image = cooccurrence, text, image
         self.lambda_text, self.lambda_image = float(lambda_text), float(lambda_image)
         self.register_buffer("item_ids", item_ids.long(), persistent=False)
+        self.register_buffer("item_position", position_index(self.item_ids, kg_encoder.n_entity), persistent=False)
         # fusion "mean": each row's total view weight, fixed by the graphs that are on
         row_weight = 1.0 + (1.0 if cooccurrence is not None else 0.0)
         item_weight = (self.lambda_text if text is not None else 0.0) + \
@@ -133,9 +135,7 @@ class MultimodalEntityEncoder(nn.Module):
             needed = self.cooccurrence.receptive_field(needed)
         item_graphs = [(graph, weight) for graph, weight in ((self.text, self.lambda_text),
                                                             (self.image, self.lambda_image)) if graph is not None]
-        item_position = torch.full((n_entity,), -1, dtype=torch.long, device=rows.device)
-        item_position[self.item_ids] = torch.arange(self.item_ids.numel(), device=rows.device)
-        row_item = item_position[rows]  # position of each row among the items, -1: not an item
+        row_item = self.item_position[rows]  # position of each row among the items, -1: not an item
         item_nodes = None
         if item_graphs and bool((row_item >= 0).any()):
             asked = torch.zeros(self.item_ids.numel(), dtype=torch.bool, device=rows.device)
@@ -147,8 +147,7 @@ class MultimodalEntityEncoder(nn.Module):
             needed[self.item_ids[item_nodes]] = True
         nodes = needed.nonzero().squeeze(1)
         e0 = self.kg_encoder(rows=nodes)  # [len(nodes), d]
-        local = torch.full((n_entity,), -1, dtype=torch.long, device=rows.device)
-        local[nodes] = torch.arange(nodes.numel(), device=rows.device)
+        local = position_index(nodes, n_entity)
         at_rows = local[rows]
         fused = e0.index_select(0, at_rows)
         if self.cooccurrence is not None:
@@ -156,9 +155,7 @@ class MultimodalEntityEncoder(nn.Module):
         if item_nodes is not None:
             item_rows = e0.index_select(0, local[self.item_ids[item_nodes]])
             item_extra = sum(weight * graph(item_rows, nodes=item_nodes) for graph, weight in item_graphs)
-            # each item row's place among item_nodes
-            item_local = torch.full((self.item_ids.numel(),), -1, dtype=torch.long, device=rows.device)
-            item_local[item_nodes] = torch.arange(item_nodes.numel(), device=rows.device)
+            item_local = position_index(item_nodes, self.item_ids.numel())  # item position -> place in item_nodes
             is_item = (row_item >= 0).nonzero().squeeze(1)
             fused = fused.index_add(0, is_item, item_extra.index_select(0, item_local[row_item[is_item]]))
         if self.view_weight is not None:  # fusion "mean"

@@ -13,6 +13,8 @@ from typing import Union
 import torch
 import torch.nn.functional as F
 
+from crslab_mscrs.model.row_index import position_index
+
 
 @dataclass
 class EntityRows:
@@ -30,9 +32,7 @@ class EntityRows:
 
     @classmethod
     def from_rows(cls, values: torch.Tensor, rows: torch.Tensor, n_entity: int) -> "EntityRows":
-        position = torch.full((n_entity,), -1, dtype=torch.long, device=rows.device)
-        position[rows] = torch.arange(rows.numel(), device=rows.device)
-        return cls(values, rows, position)
+        return cls(values, rows, position_index(rows, n_entity))
 
     @property
     def dtype(self) -> torch.dtype:

@@ -12,6 +12,8 @@ from typing import Dict, Union
 
 import torch
 
+from crslab_mscrs.model.row_index import position_index
+
 GRAPH_FILES = {
     "use_cooccurrence_graph": "cooccurrence_graph.pt",
     "use_text_graph": "text_knn_graph.pt",
@@ -63,9 +65,7 @@ def to_item_space(graph: Dict[str, object], item_ids: torch.Tensor) -> Dict[str,
     """
     edge_index = graph["edge_index"]
     n_entity = max(int(item_ids.max()) + 1, int(edge_index.max()) + 1 if edge_index.numel() else 0)
-    position = torch.full((n_entity,), -1, dtype=torch.long)
-    position[item_ids] = torch.arange(item_ids.numel())
-    local = position[edge_index]
+    local = position_index(item_ids, n_entity)[edge_index]
     if (local < 0).any():
         bad = edge_index[local < 0][:5].tolist()
         raise ValueError(f"Graph {graph.get('path', '')} connects non-item entities (e.g. {bad}); "

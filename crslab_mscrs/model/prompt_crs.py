@@ -32,6 +32,7 @@ from crslab_mscrs.model.decoding import decode
 from crslab_mscrs.model.demonstrations import DemonstrationEncoder
 from crslab_mscrs.model.entity_encoder import MultimodalEntityEncoder
 from crslab_mscrs.model.entity_rows import EntityRows, gather_rows
+from crslab_mscrs.model.row_index import position_index
 from crslab_mscrs.model.graph_files import GRAPH_FILES, check_entity_space, read_graph_file, to_item_space
 from crslab_mscrs.model.loading import load_causal_lm, load_text_encoder
 from crslab_mscrs.model.prefix_cache import LMGeometry, PrefixKeyValues, prefixed_lm_inputs
@@ -154,9 +155,7 @@ class PromptCRS(nn.Module):
         if item_ids.numel() == 0 or int(item_ids.max()) >= n_entity or int(item_ids.min()) < 0:
             raise ValueError(f"item_entity_ids must be non-empty entity ids in [0, {n_entity}).")
         self.register_buffer("item_ids", item_ids, persistent=False)
-        item_position = torch.full((n_entity,), -1, dtype=torch.long)
-        item_position[item_ids] = torch.arange(item_ids.numel())
-        self.register_buffer("item_position", item_position, persistent=False)
+        self.register_buffer("item_position", position_index(item_ids, n_entity), persistent=False)
         self._table_cache = None  # (parameter versions, table) of the last no-grad entity_table()
 
     # ------------------------------------------------------------------ construction

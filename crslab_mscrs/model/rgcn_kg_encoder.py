@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from torch_geometric.nn import RGCNConv
 
+from crslab_mscrs.model.row_index import position_index
+
 
 def kg_edges_to_tensors(edges: Iterable[Sequence[int]], n_entity: int
                         ) -> Tuple[torch.Tensor, torch.Tensor, int]:
@@ -146,8 +148,7 @@ class RGCNKGEncoder(nn.Module):
 
     def _pairs_targeting(self, rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, List[int]]:
         """Aggregation rows, local targets and per-relation counts of the pairs whose target is in ``rows``."""
-        position = torch.full((self.n_entity,), -1, dtype=torch.long, device=rows.device)
-        position[rows] = torch.arange(rows.numel(), device=rows.device)
+        position = position_index(rows, self.n_entity)
         keep_pair = position[self.pair_target] >= 0
         new_pair = torch.cumsum(keep_pair, 0) - 1
         pair_row, source = self.aggregation.indices()

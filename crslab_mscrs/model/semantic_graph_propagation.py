@@ -23,6 +23,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from crslab_mscrs.model.row_index import position_index
+
 
 def normalized_adjacency(edge_index: torch.Tensor, num_nodes: int,
                          edge_weight: Optional[torch.Tensor] = None,
@@ -84,8 +86,7 @@ class LightGCNPropagation(nn.Module):
 
     def _sub_adjacency(self, nodes: torch.Tensor) -> torch.Tensor:
         """The normalised adjacency restricted to ``nodes`` (sorted ids), in their local order."""
-        position = torch.full((self.num_nodes,), -1, dtype=torch.long, device=nodes.device)
-        position[nodes] = torch.arange(nodes.numel(), device=nodes.device)
+        position = position_index(nodes, self.num_nodes)
         target, source = self.adjacency.indices()
         keep = (position[target] >= 0) & (position[source] >= 0)
         # a monotone renumbering of a coalesced (sorted, unique) matrix stays coalesced
