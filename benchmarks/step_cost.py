@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from crslab_mscrs.model.entity_encoder import MultimodalEntityEncoder
-from crslab_mscrs.model.entity_rows import EntityRows
+from crslab_mscrs.model.entity_rows import rows_read
 from crslab_mscrs.model.graph_files import check_entity_space, read_graph_file, to_item_space
 from crslab_mscrs.model.loading import load_causal_lm, load_text_encoder
 from crslab_mscrs.model.prefix_cache import LMGeometry, PrefixKeyValues, prefixed_lm_inputs
@@ -206,14 +206,6 @@ class Timer:
         return result
 
 
-def table_rows(args, batch, items):
-    """The rows a training step reads (PromptCRS.step_rows): context entities, plus items for rec."""
-    rows = batch["entity_ids"].reshape(-1)
-    if args.task == "rec":
-        rows = torch.cat([rows, items])
-    return torch.unique(rows)
-
-
 def one_step(args, components, batch, table_mode: str) -> dict:
     lm, text_encoder, entity_encoder, prompt_encoder, items, _ = components
     timer = Timer(args.clock, args.device, args.bf16)
@@ -223,8 +215,7 @@ def one_step(args, components, batch, table_mode: str) -> dict:
         """(values, position): the full table and identity, or the rows read and their lookup."""
         if table_mode == "full":
             return entity_encoder(), None
-        rows = table_rows(args, batch, items)
-        table = EntityRows.from_rows(entity_encoder(rows=rows), rows, entity_encoder.kg_encoder.n_entity)
+        table = entity_encoder.rows_table(rows_read(task, batch["entity_ids"], items))
         return table.values, table.position
 
     table, position = timer("graph_fwd", entity_table)
@@ -274,7 +265,7 @@ def main():
     print(f"LM geometry: {components[-1]}; task={args.task} batch={args.batch} context={args.context} "
           f"threads={torch.get_num_threads()} clock={args.clock} device={args.device} ({where}) bf16={args.bf16}")
     batch = make_batch(args, components[0], components[1], torch.Generator().manual_seed(1))
-    rows = table_rows(args, batch, components[4])
+    rows = torch.unique(rows_read(args.task, batch["entity_ids"], components[4]))
     print(f"table rows read by the step: {rows.numel()} of {args.n_entity}")
     modes = ["rows", "full"] if args.table == "both" else [args.table]
     ratios = {mode: report(args, components, batch, mode) for mode in modes}

@@ -37,6 +37,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from crslab_mscrs.model.entity_rows import EntityRows
 from crslab_mscrs.model.rgcn_kg_encoder import RGCNKGEncoder
 from crslab_mscrs.model.row_index import position_index
 from crslab_mscrs.model.semantic_graph_propagation import LightGCNPropagation
@@ -161,6 +162,11 @@ class MultimodalEntityEncoder(nn.Module):
         if self.view_weight is not None:  # fusion "mean"
             fused = fused / self.view_weight.index_select(0, rows).to(fused.dtype)
         return fused
+
+    def rows_table(self, entity_ids: torch.Tensor) -> EntityRows:
+        """The table at ``entity_ids`` (any shape, repeats allowed) as :class:`EntityRows`."""
+        rows = torch.unique(entity_ids.reshape(-1).to(self.item_ids.device))  # sorted
+        return EntityRows.from_rows(self(rows=rows), rows, self.kg_encoder.n_entity)
 
     def forward(self, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The fused entity table in LM hidden size: [n_entity, output_dim], always float32.

@@ -8,7 +8,7 @@ error, never a silent zero row.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -53,3 +53,12 @@ def gather_rows(table: Union[torch.Tensor, EntityRows], entity_ids: torch.Tensor
     if isinstance(table, EntityRows):
         return table.gather(entity_ids)
     return F.embedding(entity_ids, table)
+
+
+def rows_read(task: str, entity_ids: torch.Tensor, item_ids: torch.Tensor) -> Optional[torch.Tensor]:
+    """Entity ids a ``task`` step reads from the table: the context entities, and every item
+    for "rec" (scored); ``None`` (all rows) for "pretrain", which scores every entity."""
+    if task == "pretrain":
+        return None
+    rows = entity_ids.reshape(-1).to(item_ids.device)
+    return torch.cat([rows, item_ids]) if task == "rec" else rows

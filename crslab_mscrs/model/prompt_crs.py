@@ -31,7 +31,7 @@ from torch import nn
 from crslab_mscrs.model.decoding import decode
 from crslab_mscrs.model.demonstrations import DemonstrationEncoder
 from crslab_mscrs.model.entity_encoder import MultimodalEntityEncoder
-from crslab_mscrs.model.entity_rows import EntityRows, gather_rows
+from crslab_mscrs.model.entity_rows import EntityRows, gather_rows, rows_read
 from crslab_mscrs.model.row_index import position_index
 from crslab_mscrs.model.graph_files import GRAPH_FILES, check_entity_space, read_graph_file, to_item_space
 from crslab_mscrs.model.loading import load_causal_lm, load_text_encoder
@@ -211,9 +211,7 @@ class PromptCRS(nn.Module):
             self._table_cache = None
             if rows is None:
                 return self.entity_encoder()
-            rows = torch.unique(rows.reshape(-1).to(self.item_ids.device))  # sorted
-            return EntityRows.from_rows(self.entity_encoder(rows=rows), rows,
-                                        self.entity_encoder.kg_encoder.n_entity)
+            return self.entity_encoder.rows_table(rows)
         key = tuple((p.data_ptr(), p._version) for p in self.entity_encoder.parameters())
         if self._table_cache is not None and self._table_cache[0] == key:
             return self._table_cache[1]
@@ -222,14 +220,8 @@ class PromptCRS(nn.Module):
         return table
 
     def step_rows(self, batch: Batch, task: str) -> Optional[torch.Tensor]:
-        """Entity ids a ``task`` step reads from the table: the batch's context entities, and
-        every item for "rec" (scored); ``None`` (all rows) for "pretrain", which scores every entity."""
-        if task == "pretrain":
-            return None
-        rows = batch["entity_ids"].reshape(-1)
-        if task == "rec":
-            rows = torch.cat([rows.to(self.item_ids.device), self.item_ids])
-        return rows
+        """Entity ids a ``task`` step reads from the table (:func:`rows_read`); ``None``: all rows."""
+        return rows_read(task, batch["entity_ids"], self.item_ids)
 
     def _prompt(self, batch: Batch, entity_table: Union[torch.Tensor, EntityRows], task: str):
         with torch.no_grad():
