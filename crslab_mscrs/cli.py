@@ -131,10 +131,11 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from crslab_mscrs.config import ConfigError
+    from crslab_mscrs.model.loading import ModelLoadError
 
     try:
         metrics = run(args)
-    except ConfigError as err:
+    except (ConfigError, ModelLoadError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if metrics:

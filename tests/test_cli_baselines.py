@@ -60,6 +60,17 @@ def test_unknown_config_key_fails_with_a_message_naming_it(tmp_path):
     assert "learnig_rate" in result.stderr and str(bad) in result.stderr
 
 
+def test_model_that_cannot_be_loaded_fails_with_a_message_naming_the_key(tmp_path):
+    missing = tmp_path / "no-model-here"
+    missing.mkdir()
+    result = subprocess.run([sys.executable, str(REPO / "run_crslab.py"), "--config",
+                             str(REPO / "config/mscrs/sample.yaml"), "--set", f"lm={missing}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error: config key `lm`" in result.stderr and str(missing) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_stages_key_skips_the_conversation_stage(tmp_path):
     rankings, metrics = run_cli(tmp_path, "config/kbrd/sample.yaml", *FAST, "--set", "stages=[rec]")
     assert rankings and metrics["stages_run"] == ["rec"] and "stages" not in metrics

