@@ -1,23 +1,12 @@
 """benchmarks/collect_runs.py: runs from separate invocations gathered into one benchmark folder."""
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from script_loader import load_benchmark_script
 
-
-def load_collector():
-    spec = importlib.util.spec_from_file_location("collect_runs", REPO / "benchmarks" / "collect_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["collect_runs"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-collector = load_collector()
+collector = load_benchmark_script("collect_runs")
 
 
 def make_run(root: Path, model: str, dataset: str, seed: int, ranking=(1, 2, 3), overrides=("rec.epoch=1",),

@@ -1,25 +1,18 @@
 """The benchmark harness end to end on a tiny CRSLab-format dataset built in a tmp dir."""
 import csv
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from script_loader import load_benchmark_script
+
 REPO = Path(__file__).resolve().parents[1]
 N_ITEMS = 120
 
 
-def load_harness():
-    spec = importlib.util.spec_from_file_location("run_benchmark", REPO / "benchmarks" / "run_benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_benchmark"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-harness = load_harness()
+harness = load_benchmark_script("run_benchmark")
 
 
 def utt(i, role, movies=()):

@@ -1,24 +1,13 @@
 """benchmarks/update_readme.py: the README results section is generated from results.md."""
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 from crslab_mscrs.evaluation.report import ResultRow, RunRecord, render_markdown
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_updater():
-    spec = importlib.util.spec_from_file_location("update_readme", REPO / "benchmarks" / "update_readme.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["update_readme"] = module
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_benchmark_script
 
 
-updater = load_updater()
+updater = load_benchmark_script("update_readme")
 
 
 def results_folder(tmp_path: Path) -> Path:
