@@ -28,6 +28,7 @@ import shutil
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -58,8 +59,9 @@ class RunFolder:
     def is_complete(self) -> bool:
         return all((self.path / name).is_file() for name in REQUIRED_FILES)
 
+    @cached_property
     def fingerprint(self) -> Tuple[str, ...]:
-        """SHA-256 of the files the harness scores: equal fingerprints, the same run."""
+        """SHA-256 of the files the harness scores (read once per folder): equal, the same run."""
         return tuple(hashlib.sha256((self.path / name).read_bytes()).hexdigest() for name in REQUIRED_FILES)
 
     def recipe(self) -> Dict[str, object]:
@@ -105,10 +107,10 @@ def plan_copies(sources: Sequence[Path], out: Path, replace: bool
                 messages.append(f"skipped {run.path}: incomplete run (no {', '.join(missing)})")
                 continue
             earlier = chosen.get(run.key)
-            if earlier is not None and earlier.fingerprint() != run.fingerprint() and not replace:
+            if earlier is not None and earlier.fingerprint != run.fingerprint and not replace:
                 raise CollectError(f"two different runs for {'/'.join(run.key)}: {earlier.path} and {run.path} "
                                    "(pass --replace to keep the later one)")
-            if earlier is None or earlier.fingerprint() != run.fingerprint():
+            if earlier is None or earlier.fingerprint != run.fingerprint:
                 chosen[run.key] = run
     final = {run.key: run for run in (find_runs(out) if (out / "runs").is_dir() else []) if run.is_complete()}
     to_copy: List[RunFolder] = []
@@ -117,7 +119,7 @@ def plan_copies(sources: Sequence[Path], out: Path, replace: bool
         if existing.path.resolve() == run.path.resolve():
             continue
         if existing.is_complete():
-            if existing.fingerprint() == run.fingerprint():
+            if existing.fingerprint == run.fingerprint:
                 messages.append(f"already there: {existing.path}")
                 continue
             if not replace:

@@ -32,12 +32,12 @@ from crslab_mscrs.model.decoding import decode
 from crslab_mscrs.model.demonstrations import DemonstrationEncoder
 from crslab_mscrs.model.entity_encoder import MultimodalEntityEncoder
 from crslab_mscrs.model.entity_rows import EntityRows, gather_rows, rows_read
-from crslab_mscrs.model.row_index import position_index
 from crslab_mscrs.model.graph_files import GRAPH_FILES, check_entity_space, read_graph_file, to_item_space
 from crslab_mscrs.model.loading import load_causal_lm, load_text_encoder
 from crslab_mscrs.model.prefix_cache import LMGeometry, PrefixKeyValues, prefixed_lm_inputs
 from crslab_mscrs.model.prompt_encoder import PromptEncoder
 from crslab_mscrs.model.rgcn_kg_encoder import RGCNKGEncoder, kg_edges_to_tensors
+from crslab_mscrs.model.row_index import position_index
 from crslab_mscrs.model.semantic_graph_propagation import LightGCNPropagation
 
 Batch = Mapping[str, torch.Tensor]
