@@ -321,3 +321,60 @@ def test_generated_slots_are_filled_with_the_recommenders_top_items(full_run, mo
             continue
         first, second = (system.item_name(e) for e in reply["top_items"][:2])
         assert reply["n_slots"] == 2 and reply["reply"] == f"try {first} or {second}"
+
+
+def test_killed_test_generation_resumes_from_its_journal(env):
+    """A run killed while generating the test replies resumes that pass after ``--restore``:
+    the teacher-forced pass and the replies already written are reused, generation goes on
+    from the next row, and the replies equal an uninterrupted pass with the same weights."""
+    conv = dict(section(1), eval_batch_size=2)
+    killed = make_system(env, "gen_killed", conv=conv)
+    assert len(killed.test_dataloader.generation_rows()) > 2  # so that the kill cuts the pass
+
+    def kill_after_first_batch(n_done):
+        raise SimulatedKill()
+
+    killed._on_replies_saved = kill_after_first_batch
+    with pytest.raises(SimulatedKill):
+        killed.fit()
+    journal = killed.run_dir / "test_generation.journal.jsonl"
+    assert len(journal.read_text().splitlines()) == 1 + 1 + 2  # key, nll, first batch
+
+    resumed = make_system(env, "gen_killed", restore=True, conv=conv)
+    calls = spy_evaluations(resumed)
+    generated_rows = []
+    original_generate = resumed.core.generate
+
+    def counting_generate(batch, **kwargs):
+        generated_rows.append(len(batch["input_ids"]))
+        return original_generate(batch, **kwargs)
+
+    resumed.core.generate = counting_generate
+    results = resumed.fit()
+    n_rows = len(resumed.test_dataloader.generation_rows())
+    assert ("_conv_nll", "test") not in calls and sum(generated_rows) == n_rows - 2
+    assert results["conv"]["test"]["generation"]["n_replies"] == n_rows
+    assert not journal.exists()  # its replies are in test_replies.jsonl now
+    written = [json.loads(line) for line in (resumed.run_dir / "test_replies.jsonl").read_text().splitlines()]
+    resumed.core.generate = original_generate
+    uninterrupted = resumed.generate_replies(resumed.test_dataloader, batch_size=2)
+    assert [r["raw"] for r in written] == [r["raw"] for r in uninterrupted]
+    assert [(r["conv_id"], r["turn_index"]) for r in written] == \
+        [(r["conv_id"], r["turn_index"]) for r in uninterrupted]
+
+
+def test_sampled_generation_is_seeded_per_batch(full_run):
+    """With ``do_sample`` each batch draws from its own seed: the same replies on every pass
+    (so also after a resume), and the caller's random state is left as it was."""
+    system = full_run.system
+    system.opt["do_sample"], system.opt["top_p"] = True, 0.9
+    try:
+        torch.manual_seed(123)
+        expected = torch.rand(3)
+        torch.manual_seed(123)
+        first = system.generate_replies(system.test_dataloader, batch_size=2)
+        assert torch.equal(torch.rand(3), expected)  # the caller's random state is untouched
+        second = system.generate_replies(system.test_dataloader, batch_size=2)  # other global state
+    finally:
+        system.opt["do_sample"], system.opt["top_p"] = False, None
+    assert [r["raw"] for r in first] == [r["raw"] for r in second]

@@ -7,7 +7,9 @@ Layout of ``<save_dir>/<run_name>/``:
   stage progress (epoch, best validation value) and the results so far;
 - ``<stage>_best.pth``: trainable weights of the epoch chosen on the validation split;
 - ``rankings.jsonl`` / ``metrics.json``: test outputs (copies of ``rankings_out`` /
-  ``metrics_out``).
+  ``metrics_out``);
+- ``test_generation.journal.jsonl``: the test replies generated so far, while that pass
+  runs (see ``generation_journal.py``); ``test_replies.jsonl`` once it is done.
 
 Only weights that train are stored: the frozen LM and text encoder are rebuilt from
 their spec, which keeps checkpoints small.

@@ -460,6 +460,10 @@ class MSCRSDataLoader(BaseDataLoader):
         rows = self.conv_turns()
         return rows[:ceil(len(rows) * self.scale)]
 
+    def generation_meta(self, rows: Sequence[int]) -> dict:
+        """Conversation ids, turn indices and references of generation ``rows``."""
+        return self._meta(rows)
+
     def get_generation_data(self, batch_size):
         return self._batches(self.conv_turns(), self.generation_batchify, batch_size, False, "generate")
 

@@ -34,11 +34,14 @@ import torch.nn.functional as F
 from crslab.evaluator.metrics.base import AverageMetric
 from crslab.system.base import BaseSystem
 from loguru import logger
+from tqdm import tqdm
 
 from crslab_mscrs.mscrs_system.checkpoint import (CHECKPOINT_VERSION, atomic_save, capture_rng,
-                                                  load_checkpoint, load_trainable_state, restore_rng,
-                                                  seed_everything, trainable_state)
+                                                  frozen_parameter_names, load_checkpoint, load_trainable_state,
+                                                  restore_rng, seed_everything, trainable_state)
 from crslab_mscrs.mscrs_system.entity_linking import EntityLinker
+from crslab_mscrs.mscrs_system.generation_journal import (JOURNAL_NAME, GenerationJournal, rows_fingerprint,
+                                                            state_fingerprint)
 from crslab_mscrs.mscrs_system.movie_mentions import count_placeholders, fill_placeholders
 from crslab_mscrs.mscrs_system.optim import build_optimizer
 from crslab_mscrs.mscrs_system.outputs import generation_metrics, write_metrics_file, write_rankings_file
@@ -441,9 +444,18 @@ class MSCRSSystem(BaseSystem):
         self._write_outputs()
 
     def _conv_test(self, batch_size: int) -> dict:
-        nll, tokens = self._conv_nll(self.test_dataloader, batch_size)
+        """Perplexity and generation metrics on the test split; the replies go to
+        ``test_replies.jsonl``. Progress is journaled, so a killed run resumes the pass."""
+        journal = GenerationJournal(self.run_dir / JOURNAL_NAME,
+                                    self._generation_key(self.test_dataloader, batch_size))
+        if journal.nll is None:
+            nll, tokens = self._conv_nll(self.test_dataloader, batch_size)
+            journal.record_nll(nll, tokens)
+        else:
+            nll, tokens = journal.nll
+            logger.info(f"[conv test: teacher-forced pass and {journal.n_done} replies reused from {journal.path}]")
         loss = nll / max(tokens, 1)
-        replies = self.generate_replies(self.test_dataloader, batch_size)
+        replies = self.generate_replies(self.test_dataloader, batch_size, journal=journal)
         hyps = [r["reply"] for r in replies]
         refs = [r["reference"] for r in replies]
         recommended = [r["n_slots"] > 0 for r in replies]
@@ -455,8 +467,23 @@ class MSCRSSystem(BaseSystem):
         with samples_path.open("w", encoding="utf-8") as handle:
             for r in replies:
                 handle.write(json.dumps(r) + "\n")
+        journal.remove()
         logger.info(f"[conv test: loss {loss:.4f}, ppl {metrics['ppl']:.2f}; replies in {samples_path}]")
         return metrics
+
+    def _generation_key(self, loader, batch_size: int) -> dict:
+        """What the test replies depend on: a journal made under another key is not reused."""
+        turns = [loader.turns[i] for i in loader.generation_rows()]
+        generation = self._generation_kwargs()
+        shaping = {k: v for k, v in sorted(self.opt.items())
+                   if k.endswith("_max_length") or "demonstration" in k or k in ("lm", "text_encoder")}
+        frozen = frozen_parameter_names(self.net)
+        weights = {k: v for k, v in self.net.state_dict().items() if k not in frozen}  # no copies
+        return {"weights": state_fingerprint(weights),
+                "rows": rows_fingerprint((t.conv_id, t.turn_index) for t in turns), "n_rows": len(turns),
+                "batch_size": batch_size, "generation": generation, "inputs": {k: str(v) for k, v in shaping.items()},
+                "device": self.device.type, "bf16": self.use_bf16,
+                "sampling_seed": self.seed if generation["do_sample"] else None}
 
     # -- retrieved demonstrations (option) ------------------------------------------------
     def _demonstration_index(self):
@@ -500,24 +527,38 @@ class MSCRSSystem(BaseSystem):
             load_trainable_state(self.net, current, "in-memory weights")
 
     @torch.no_grad()
-    def generate_replies(self, loader, batch_size: int) -> List[dict]:
+    def generate_replies(self, loader, batch_size: int, journal: Optional[GenerationJournal] = None) -> List[dict]:
         """Generate a reply for every recommender turn and fill its ``<movie>`` slots with
         the recommender's top items (ranked with the rec stage's chosen weights).
+
+        With a ``journal``, the replies it holds are reused and each new batch is added to it
+        before the next starts. With ``do_sample``, each batch samples from its own seed
+        (run seed and row number), so a resumed pass draws what an uninterrupted one would.
 
         Items are ranked only for the replies that have a slot (``top_items`` is empty for the
         others): on CPU the ranking pass costs as much as a second prefill of every context."""
         self.model.eval()
         self._attach_demonstrations()
-        raw_replies, metas = [], []
+        rows = loader.generation_rows()
+        raw_replies = [r["raw"] for r in journal.replies] if journal else []
         tokenizer = self.core.lm_tokenizer
-        for batch in loader.get_generation_data(batch_size):
-            with self._autocast():
-                new_tokens = self.core.generate(self._to_device(batch), **self._generation_kwargs())
-            raw_replies.extend(text.strip() for text in tokenizer.batch_decode(new_tokens.cpu(),
-                                                                               skip_special_tokens=True))
-            meta = batch["meta"]
-            metas.extend({"conv_id": meta["conv_ids"][i], "turn_index": meta["turn_indices"][i],
-                          "reference": meta["references"][i]} for i in range(len(meta["conv_ids"])))
+        kwargs = self._generation_kwargs()
+        starts = range(len(raw_replies), len(rows), batch_size)
+        for start in tqdm(starts, desc="generate", leave=False, initial=ceil(len(raw_replies) / batch_size),
+                          total=ceil(len(rows) / batch_size)):
+            batch = loader.generation_batchify(rows[start:start + batch_size])
+            with self._sampling_rng(start if kwargs["do_sample"] else None), self._autocast():
+                new_tokens = self.core.generate(self._to_device(batch), **kwargs)
+            texts = [text.strip() for text in tokenizer.batch_decode(new_tokens.cpu(), skip_special_tokens=True)]
+            if journal is not None:
+                meta = batch["meta"]
+                journal.append([{"conv_id": meta["conv_ids"][i], "turn_index": meta["turn_indices"][i], "raw": text}
+                                for i, text in enumerate(texts)])
+                self._on_replies_saved(start + len(texts))
+            raw_replies.extend(texts)
+        meta = loader.generation_meta(rows)
+        metas = [{"conv_id": meta["conv_ids"][i], "turn_index": meta["turn_indices"][i],
+                  "reference": meta["references"][i]} for i in range(len(rows))]
         with_slots = [i for i, raw in enumerate(raw_replies) if count_placeholders(raw, self.placeholder)]
         top_items = self._top_items_of_rows(loader, with_slots, batch_size)
         replies = []
@@ -527,6 +568,20 @@ class MSCRSSystem(BaseSystem):
             replies.append({**meta, "raw": raw, "reply": fill_placeholders(raw, names, self.placeholder),
                             "n_slots": count_placeholders(raw, self.placeholder), "top_items": items[:3]})
         return replies
+
+    @contextmanager
+    def _sampling_rng(self, row: Optional[int]):
+        """For sampled generation: a seed of its own per batch, global RNG state untouched."""
+        if row is None:
+            yield
+            return
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed * 1_000_003 + row)
+            yield
+
+    def _on_replies_saved(self, n_done: int) -> None:
+        """Hook called after each journaled generation batch (tests simulate kills here)."""
 
     def _top_items_of_rows(self, loader, indices: List[int], batch_size: int, k: int = 10) -> Dict[int, List[int]]:
         """Top-``k`` items (rec stage's chosen weights) of the generation rows ``indices``."""
