@@ -12,7 +12,8 @@ under ``<folder>/runs/<model>/<dataset>/seed<S>/``. This copies each complete ru
 - a different run already there, or two sources holding different runs for the same
   place, is an error naming both folders (nothing is copied), unless ``--replace`` lets
   the later source win;
-- an incomplete run (a failed or killed one) is listed and skipped;
+- an incomplete run (a failed or killed one: an output missing, or a non-zero exit code in
+  its ``run_stats.json``) is listed and skipped;
 - model checkpoints are never copied (``*.pt``, ``*.pth``, ``*.bin``, ``*.safetensors``).
 
 Afterwards, for each model and dataset it compares the seeds' recipes (config and
@@ -56,8 +57,23 @@ class RunFolder:
     def key(self) -> Tuple[str, str, str]:
         return self.model, self.dataset, self.seed
 
+    def missing(self) -> List[str]:
+        """Why the run is not complete (empty if it is): a missing output, or a non-zero exit
+        code in ``run_stats.json`` (MSCRS/UniCRS write both outputs after each stage, so a run
+        killed in its last stage leaves them)."""
+        reasons = [f"no {name}" for name in REQUIRED_FILES if not (self.path / name).is_file()]
+        stats_path = self.path / "run_stats.json"
+        if stats_path.is_file():
+            try:
+                code = json.loads(stats_path.read_text(encoding="utf-8")).get("exit_code")
+            except json.JSONDecodeError as error:
+                raise CollectError(f"{stats_path}: not valid JSON ({error})") from error
+            if code != 0:
+                reasons.append(f"exit code {code} in run_stats.json")
+        return reasons
+
     def is_complete(self) -> bool:
-        return all((self.path / name).is_file() for name in REQUIRED_FILES)
+        return not self.missing()
 
     @cached_property
     def fingerprint(self) -> Tuple[str, ...]:
@@ -102,9 +118,9 @@ def plan_copies(sources: Sequence[Path], out: Path, replace: bool
     messages: List[str] = []
     for source in sources:
         for run in find_runs(source):
-            if not run.is_complete():
-                missing = [n for n in REQUIRED_FILES if not (run.path / n).is_file()]
-                messages.append(f"skipped {run.path}: incomplete run (no {', '.join(missing)})")
+            missing = run.missing()
+            if missing:
+                messages.append(f"skipped {run.path}: incomplete run ({', '.join(missing)})")
                 continue
             earlier = chosen.get(run.key)
             if earlier is not None and earlier.fingerprint != run.fingerprint and not replace:

@@ -47,6 +47,8 @@ from crslab_mscrs.evaluation.report import (RANKING_PROTOCOLS, ResultRow, RunRec
 from crslab_mscrs.evaluation.user_metrics import user_metrics  # noqa: E402
 
 MODELS = ("naive", "popularity", "kbrd", "kgsf", "unicrs", "mscrs")
+RESUMABLE_MODELS = ("unicrs", "mscrs")  # checkpoint every epoch and journal test generation
+CHECKPOINT_DIR = "checkpoints"  # per run, under runs/<model>/<dataset>/seed<S>/
 DATASETS = ("redial", "inspired")
 DEFAULT_SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 ERROR_TAIL_LINES = 25
@@ -88,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse", action="store_true",
                    help="keep model runs that already left rankings.jsonl and metrics.json under --out "
                         "(resume a killed benchmark); their wall time and memory are not re-measured")
+    p.add_argument("--resume", action="store_true",
+                   help="like --reuse, and a killed or failed MSCRS/UniCRS run goes on from its checkpoint "
+                        "under runs/<model>/<dataset>/seed<S>/checkpoints/ (run_crslab.py -rs) if the "
+                        "recipe is the same; CRSLab's own models start again")
     return p
 
 
@@ -270,12 +276,40 @@ def hardware_description() -> str:
             + f", {gpu}")
 
 
-def run_subprocess(cmd: List[str], log_path: Path, timeout: Optional[float]
+def _read_stats(path: Path) -> Optional[dict]:
+    """The ``run_stats.json`` an earlier invocation left (None if absent)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"error: {path}: not valid JSON ({error}); delete it to run this model again") from error
+
+
+def _recipe(cmd: Sequence[str]) -> Dict[str, object]:
+    """What decides a run's result in a ``run_crslab.py`` command line (not its paths)."""
+    values = {flag: cmd[i + 1] for i, flag in enumerate(cmd[:-1]) if flag in ("--config", "--seed", "-g")}
+    values["--set"] = [cmd[i + 1] for i, flag in enumerate(cmd[:-1]) if flag == "--set"]
+    return values
+
+
+def recipe_changes(previous_cmd: Sequence[str], cmd: Sequence[str]) -> List[str]:
+    """Flags of ``cmd`` that differ from ``previous_cmd`` (config, seed, GPU, ``--set``)."""
+    before, now = _recipe(previous_cmd), _recipe(cmd)
+    return [f"{flag}: {before.get(flag)} -> {now.get(flag)}" for flag in sorted(set(before) | set(now))
+            if before.get(flag) != now.get(flag)]
+
+
+def run_subprocess(cmd: List[str], log_path: Path, timeout: Optional[float], append: bool = False
                    ) -> Tuple[int, float, Optional[float]]:
-    """Run ``cmd`` with output to ``log_path``; returns (exit code, wall s, peak RSS MB)."""
+    """Run ``cmd`` with output to ``log_path`` (added to its end with ``append``); returns
+    (exit code, wall s, peak RSS MB)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    with log_path.open("w", encoding="utf-8") as log:
+    with log_path.open("a" if append else "w", encoding="utf-8") as log:
+        if append:
+            log.write(f"\n[run_benchmark] resumed: {' '.join(cmd)}\n")
+            log.flush()
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
         deadline = None if timeout is None else started + timeout
         while True:
@@ -368,7 +402,8 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
         return [], record
     cmd = [sys.executable, str(REPO_ROOT / "run_crslab.py"), "--config", str(config), "--seed", str(seed),
            "--data-root", str(data_root), "--rankings-out", str(rankings_path.resolve()),
-           "--metrics-out", str(metrics_path.resolve())]
+           "--metrics-out", str(metrics_path.resolve()),
+           "--save-dir", str((run_dir / CHECKPOINT_DIR).resolve())]  # never shared between runs
     if args.gpu is not None:
         cmd += ["-g", args.gpu]
     epochs = 1 if args.quick and args.epochs is None else args.epochs
@@ -380,14 +415,20 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
                         + (f", epochs={epochs}" if epochs is not None else "")
                         + "".join(f", {o}" for o in args.overrides))
     stats_path = run_dir / "run_stats.json"
-    if args.no_run and not (rankings_path.is_file() and metrics_path.is_file()):
+    previous = _read_stats(stats_path)
+    # MSCRS/UniCRS write rankings and metrics after each stage: a killed run can leave both
+    finished = rankings_path.is_file() and metrics_path.is_file() and (previous is None
+                                                                       or previous.get("exit_code") == 0)
+    if args.no_run and not finished:
         record.status = "not run"
-        record.error = f"--no-run and no rankings.jsonl + metrics.json under {run_dir}"
+        record.error = (f"--no-run and the run under {run_dir} did not finish (exit code "
+                        f"{previous.get('exit_code')} in run_stats.json)" if previous is not None else
+                        f"--no-run and no rankings.jsonl + metrics.json under {run_dir}")
         return [], record
-    if (args.reuse or args.no_run) and rankings_path.is_file() and metrics_path.is_file():
+    if (args.reuse or args.no_run or args.resume) and finished:
         code = 0
-        if stats_path.is_file():
-            stats = json.loads(stats_path.read_text(encoding="utf-8"))
+        if previous is not None:
+            stats = previous
             record.wall_s, record.peak_rss_mb = stats.get("wall_s"), stats.get("peak_rss_mb")
             original = stats.get("command") or []
             sets = [original[i + 1] for i, arg in enumerate(original[:-1]) if arg == "--set"]
@@ -398,11 +439,32 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
         else:
             record.notes.append("reused an earlier run's outputs (wall time / memory not measured here)")
     else:
-        code, record.wall_s, record.peak_rss_mb = run_subprocess(cmd, run_dir / "run.log", args.timeout)
-        stats_path.write_text(json.dumps({"exit_code": code, "wall_s": record.wall_s,
-                                          "peak_rss_mb": record.peak_rss_mb, "hardware": hardware_description(),
-                                          "config": record.notes[0].split(",")[0].replace("config ", "", 1),
-                                          "command": cmd}, indent=1), encoding="utf-8")
+        previous = previous if args.resume else None
+        resuming = previous is not None and model in RESUMABLE_MODELS
+        if resuming:
+            changed = recipe_changes(previous.get("command") or [], cmd)
+            if changed:
+                record.status = "failed"
+                record.error = (f"--resume: the recipe differs from the killed run's ({'; '.join(changed)}); "
+                                f"run with the same flags, or delete {run_dir} to start again")
+                return [], record
+            cmd = cmd + ["-rs"]
+            record.notes.append(f"resumed a killed run (exit code {previous.get('exit_code')}) from its checkpoint")
+        elif previous is not None:
+            record.notes.append("started again: CRSLab's own models keep no epoch checkpoints")
+        code, record.wall_s, record.peak_rss_mb = run_subprocess(cmd, run_dir / "run.log", args.timeout,
+                                                                 append=resuming)
+        stats = {"exit_code": code, "wall_s": record.wall_s, "peak_rss_mb": record.peak_rss_mb,
+                 "hardware": hardware_description(),
+                 "config": record.notes[0].split(",")[0].replace("config ", "", 1), "command": cmd}
+        if resuming:  # the run's totals over its invocations
+            record.wall_s = stats["wall_s"] = float(previous.get("wall_s") or 0.0) + record.wall_s
+            record.peak_rss_mb = stats["peak_rss_mb"] = max(float(previous.get("peak_rss_mb") or 0.0),
+                                                            record.peak_rss_mb or 0.0)
+            stats["invocations"] = int(previous.get("invocations", 1)) + 1
+            if previous.get("hardware") != stats["hardware"]:
+                stats["hardware"] = f"{previous.get('hardware')}, then {stats['hardware']}"
+        stats_path.write_text(json.dumps(stats, indent=1), encoding="utf-8")
     if code != 0:
         record.status = "failed"
         record.error = f"exit code {code}\n" + _tail((run_dir / "run.log").read_text(encoding="utf-8",
@@ -479,7 +541,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     (out_dir / "runs.json").write_text(json.dumps([asdict(r) for r in runs], indent=2), encoding="utf-8")
     failed = sum(run.status == "failed" for run in runs)
     print(f"wrote {out_dir}/results.csv, results.md, results.png ({len(runs)} runs, {failed} failed)")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

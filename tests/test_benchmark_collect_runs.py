@@ -10,7 +10,7 @@ collector = load_benchmark_script("collect_runs")
 
 
 def make_run(root: Path, model: str, dataset: str, seed: int, ranking=(1, 2, 3), overrides=("rec.epoch=1",),
-             hardware="2 cores, no GPU", complete=True) -> Path:
+             hardware="2 cores, no GPU", complete=True, exit_code=0) -> Path:
     """A run folder as run_benchmark.py writes it (tiny contents)."""
     run = root / "runs" / model / dataset / f"seed{seed}"
     run.mkdir(parents=True)
@@ -20,7 +20,7 @@ def make_run(root: Path, model: str, dataset: str, seed: int, ranking=(1, 2, 3),
     command = ["python", "run_crslab.py", "--seed", str(seed)]
     for override in overrides:
         command += ["--set", override]
-    (run / "run_stats.json").write_text(json.dumps({"exit_code": 0, "config": f"config/{model}/{dataset}.yaml",
+    (run / "run_stats.json").write_text(json.dumps({"exit_code": exit_code, "config": f"config/{model}/{dataset}.yaml",
                                                     "hardware": hardware, "command": command}))
     (run / "model.pth").write_bytes(b"weights")
     return run
@@ -88,6 +88,18 @@ def test_incomplete_runs_are_skipped_and_listed(tmp_path):
     assert lines == [f"skipped {tmp_path / 'a' / 'runs' / 'unicrs' / 'redial' / 'seed0'}: "
                      "incomplete run (no metrics.json)"]
     assert not (out / "runs" / "unicrs" / "redial" / "seed0").exists()
+
+
+def test_a_killed_run_that_left_both_outputs_is_skipped(tmp_path):
+    """MSCRS writes rankings and metrics after its rec stage: killed in conv, it has both."""
+    make_run(tmp_path / "a", "mscrs", "redial", 0, exit_code=-9)
+    out = tmp_path / "current"
+
+    lines = collector.collect([tmp_path / "a"], out)
+
+    assert lines == [f"skipped {tmp_path / 'a' / 'runs' / 'mscrs' / 'redial' / 'seed0'}: "
+                     "incomplete run (exit code -9 in run_stats.json)"]
+    assert not (out / "runs").exists()
 
 
 def test_seeds_trained_with_different_recipes_are_flagged(tmp_path):

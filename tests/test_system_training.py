@@ -15,12 +15,24 @@ from crslab_mscrs.mscrs_system.system import MSCRSSystem, load_checkpoint_weight
 from crslab_mscrs.mscrs_system.toy import N_ITEMS, toy_splits, toy_vocab_and_side_data, write_toy_graphs
 
 
-class Opt(dict):
-    """A plain dict that also answers ``config.opt`` (what CRSLab's get_model reads)."""
+class Opt:
+    """What CRSLab's ``Config`` offers the system (``[]`` with None for a missing key,
+    ``get``, ``in``, assignment and the dict in ``.opt``), and nothing more: no dict methods."""
 
-    @property
-    def opt(self):
-        return self
+    def __init__(self, **options):
+        self.opt = dict(options)
+
+    def __getitem__(self, key):
+        return self.opt.get(key)
+
+    def __setitem__(self, key, value):
+        self.opt[key] = value
+
+    def get(self, key, default=None):
+        return self.opt.get(key, default)
+
+    def __contains__(self, key):
+        return key in self.opt
 
 
 class SimulatedKill(Exception):
@@ -48,7 +60,7 @@ def make_system(env, run_name, restore=False, tensorboard=False, **overrides):
               max_new_tokens=4, rankings_out=str(env.root / run_name / "rankings.jsonl"),
               metrics_out=str(env.root / run_name / "metrics.json"),
               pretrain=section(1), rec=section(2), conv=section(1))
-    opt.update(overrides)
+    opt.opt.update(overrides)
     loaders = [MSCRSDataLoader(opt, env.splits[name], env.vocab) for name in ("train", "valid", "test")]
     return MSCRSSystem(opt, *loaders, env.vocab, env.side, restore_system=restore, tensorboard=tensorboard)
 

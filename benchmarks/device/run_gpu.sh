@@ -60,6 +60,6 @@ done
 wait
 log "runs done"
 for f in "$WORK"/*.log; do tail -c 1500 "$f" >> "$O/run_gpu.log"; done
-# run folders of the harness plus each run's save/ folder (replies, metrics), never the checkpoints
-tar --exclude='*.pth' -czf "$O/gpu_runs.tgz" -C "$(dirname "$WORK")" "$(basename "$WORK")" -C "$PWD" save
+# run folders of the harness (logs, rankings, metrics, generated replies under checkpoints/), never the weights
+tar --exclude='*.pth' -czf "$O/gpu_runs.tgz" -C "$(dirname "$WORK")" "$(basename "$WORK")"
 log "packed $(du -h "$O/gpu_runs.tgz" | cut -f1)"

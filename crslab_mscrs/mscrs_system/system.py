@@ -475,7 +475,8 @@ class MSCRSSystem(BaseSystem):
         """What the test replies depend on: a journal made under another key is not reused."""
         turns = [loader.turns[i] for i in loader.generation_rows()]
         generation = self._generation_kwargs()
-        shaping = {k: v for k, v in sorted(self.opt.items())
+        options = getattr(self.opt, "opt", self.opt)  # CRSLab's Config keeps its dict in .opt
+        shaping = {k: v for k, v in sorted(options.items())
                    if k.endswith("_max_length") or "demonstration" in k or k in ("lm", "text_encoder")}
         frozen = frozen_parameter_names(self.net)
         weights = {k: v for k, v in self.net.state_dict().items() if k not in frozen}  # no copies
