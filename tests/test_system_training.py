@@ -177,6 +177,69 @@ def test_resume_after_a_kill_equals_the_uninterrupted_run(env, full_run, monkeyp
         (env.root / "full" / "rankings.jsonl").read_text()
 
 
+def record_random_draws(system) -> list:
+    """(stage, torch draw, Python draw) after every training step of ``system``."""
+    import random
+
+    draws = []
+    original_step = system.step
+
+    def drawing_step(batch, stage, mode):
+        output = original_step(batch, stage, mode)
+        if mode == "train":
+            draws.append((stage, float(torch.rand(1)), random.random()))
+        return output
+
+    system.step = drawing_step
+    return draws
+
+
+def test_resume_inside_an_epoch_equals_the_uninterrupted_run(env):
+    """``checkpoint_every_min`` writes last.pth inside an epoch (here after every optimizer
+    step); a run killed after the first batch of rec epoch 0 goes on from the next batch:
+    same batch order, same random draws, same results as the uninterrupted run. Every
+    training step here also draws from torch's and Python's generators (as dropout or
+    sampling would), so a random state not carried over shows."""
+    rec = dict(section(2), checkpoint_every_min=1e-9)
+    uninterrupted = make_system(env, "uninterrupted_draws", rec=rec)
+    expected_draws = record_random_draws(uninterrupted)
+    expected = uninterrupted.fit()
+
+    killed = make_system(env, "killed_mid_epoch", rec=rec)
+    assert killed.train_dataloader.num_batches("rec", 8) > 1  # so that the kill is inside the epoch
+
+    def kill_after_first_batch(stage, epoch, batches_done):
+        if stage == "rec":
+            raise SimulatedKill()
+
+    killed._on_partial_checkpoint_saved = kill_after_first_batch
+    draws = record_random_draws(killed)
+    with pytest.raises(SimulatedKill):
+        killed.fit()
+    last = load_checkpoint(killed.run_dir / "last.pth")
+    assert last["completed"] == ["pretrain"] and last["current"]["epoch_done"] == -1
+    assert last["current"]["partial"]["batches_done"] == 1
+
+    resumed = make_system(env, "killed_mid_epoch", restore=True, rec=rec)
+    steps = count_training_steps(resumed)
+    resumed_draws = record_random_draws(resumed)
+    results = resumed.fit()
+    n_rec_batches = resumed.train_dataloader.num_batches("rec", 8)
+    assert steps.count("rec") == 2 * n_rec_batches - 1  # the first batch is not trained twice
+    assert draws + resumed_draws == expected_draws
+    assert results["rec"]["valid_history"] == expected["rec"]["valid_history"]
+    assert results["rec"]["test"] == expected["rec"]["test"]
+    assert results["conv"]["test"]["loss"] == pytest.approx(expected["conv"]["test"]["loss"], abs=0)
+    assert (env.root / "killed_mid_epoch" / "rankings.jsonl").read_text() == \
+        (env.root / "uninterrupted_draws" / "rankings.jsonl").read_text()
+
+
+def test_checkpoint_interval_must_be_a_positive_number(env):
+    system = make_system(env, "every_bad", stages=["rec"], rec=dict(section(1), checkpoint_every_min=0))
+    with pytest.raises(ValueError, match="rec.checkpoint_every_min"):
+        system.fit()
+
+
 def test_interact_answers_a_scripted_user(full_run):
     out = io.StringIO()
     full_run.system.interact(stdin=io.StringIO("hi i like horror movies\n\nhave you seen Red River?\n[EXIT]\nignored\n"),

@@ -2,7 +2,9 @@
 
 Layout of ``<save_dir>/<run_name>/``:
 
-- ``last.pth``: written atomically after EVERY epoch and after every finished stage:
+- ``last.pth``: written atomically after EVERY epoch, inside an epoch every
+  ``<stage>.checkpoint_every_min`` minutes (with the batches done and the random state of
+  the epoch's start, which draws its batch order) and after every finished stage:
   trainable model weights, optimizer, LR scheduler, Python/NumPy/torch RNG states, the
   stage progress (epoch, best validation value) and the results so far;
 - ``<stage>_best.pth``: trainable weights of the epoch chosen on the validation split;

@@ -425,9 +425,13 @@ class MSCRSDataLoader(BaseDataLoader):
 
     # -- iteration -------------------------------------------------------------------------
     def _batches(self, rows: list, batch_fn: Callable, batch_size: int, shuffle: bool,
-                 desc: str, max_batches: Optional[int] = None) -> Iterator[dict]:
+                 desc: str, max_batches: Optional[int] = None, start_batch: int = 0) -> Iterator[dict]:
         """Like ``BaseDataLoader.get_data`` (``scale``, Python ``random`` shuffling) with a
-        labelled progress bar; ``max_batches`` stops early (a stage's ``max_steps``)."""
+        labelled progress bar; ``max_batches`` stops early (a stage's ``max_steps``).
+
+        The order is drawn when this is called, not at the first batch, so a resumed epoch
+        can restore the random state of its start, draw the same order, skip the
+        ``start_batch`` batches it had done (without building them) and go on."""
         rows = rows[:ceil(len(rows) * self.scale)]
         order = list(range(len(rows)))
         if shuffle:
@@ -435,25 +439,32 @@ class MSCRSDataLoader(BaseDataLoader):
         n_batches = ceil(len(rows) / batch_size)
         if max_batches:
             n_batches = min(n_batches, int(max_batches))
-        for b in tqdm(range(n_batches), desc=desc, leave=False):
-            yield batch_fn([rows[i] for i in order[b * batch_size:(b + 1) * batch_size]])
+
+        def batches() -> Iterator[dict]:
+            for b in tqdm(range(start_batch, n_batches), desc=desc, leave=False, initial=start_batch,
+                          total=n_batches):
+                yield batch_fn([rows[i] for i in order[b * batch_size:(b + 1) * batch_size]])
+        return batches()
 
     def num_batches(self, task: str, batch_size: int) -> int:
         rows = {"pretrain": self.pretrain_rows, "rec": self.rec_rows, "rec_eval": self.rec_eval_turns,
                 "conv": self.conv_turns, "generation": self.conv_turns}[task]()
         return ceil(ceil(len(rows) * self.scale) / batch_size)
 
-    def get_pretrain_data(self, batch_size, shuffle=True, max_batches=None):
-        return self._batches(self.pretrain_rows(), self.pretrain_batchify, batch_size, shuffle, "pretrain", max_batches)
+    def get_pretrain_data(self, batch_size, shuffle=True, max_batches=None, start_batch=0):
+        return self._batches(self.pretrain_rows(), self.pretrain_batchify, batch_size, shuffle, "pretrain",
+                             max_batches, start_batch)
 
-    def get_rec_data(self, batch_size, shuffle=True, max_batches=None):
-        return self._batches(self.rec_rows(), self.rec_batchify, batch_size, shuffle, "rec", max_batches)
+    def get_rec_data(self, batch_size, shuffle=True, max_batches=None, start_batch=0):
+        return self._batches(self.rec_rows(), self.rec_batchify, batch_size, shuffle, "rec", max_batches,
+                             start_batch)
 
     def get_rec_eval_data(self, batch_size):
         return self._batches(self.rec_eval_turns(), self.rec_eval_batchify, batch_size, False, "rec eval")
 
-    def get_conv_data(self, batch_size, shuffle=True, max_batches=None):
-        return self._batches(self.conv_turns(), self.conv_batchify, batch_size, shuffle, "conv", max_batches)
+    def get_conv_data(self, batch_size, shuffle=True, max_batches=None, start_batch=0):
+        return self._batches(self.conv_turns(), self.conv_batchify, batch_size, shuffle, "conv", max_batches,
+                             start_batch)
 
     def generation_rows(self) -> list:
         """The rows ``get_generation_data`` batches, in its order (after ``scale``)."""

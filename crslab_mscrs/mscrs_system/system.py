@@ -201,8 +201,12 @@ class MSCRSSystem(BaseSystem):
             else:
                 load_trainable_state(self.net, checkpoint["model"], str(self.run_dir / "last.pth"))
                 self.results = checkpoint.get("results", {})
-                logger.info(f"[Resuming {self.run_dir}: finished stages {checkpoint['completed']}, "
-                            f"current {checkpoint.get('current')}]")
+                current = checkpoint.get("current") or {}
+                where = (f"stage {current['stage']}: {current['epoch_done'] + 1} epoch(s) done"
+                         + (f", then {current['partial']['batches_done']} batches of epoch "
+                            f"{current['partial']['epoch']}" if current.get("partial") else "")
+                         if current else "between stages")
+                logger.info(f"[Resuming {self.run_dir}: finished stages {checkpoint['completed']}, {where}]")
         completed = list(checkpoint["completed"]) if checkpoint else []
         for stage in self.stages:
             if stage in completed:
@@ -231,11 +235,8 @@ class MSCRSSystem(BaseSystem):
         self.grad_accum = max(1, int(section.get("gradient_accumulation_steps", 1)))
         self.gradient_clip = float(section.get("gradient_clip", -1) or -1)
         max_batches = section.get("max_steps")
-        time_limit = section.get("time_limit_min")
-        if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float))
-                                       or time_limit <= 0):
-            raise ValueError(f"config key '{stage}.time_limit_min' must be a positive number of minutes "
-                             f"or null, got {time_limit!r}")
+        time_limit = _minutes(section, stage, "time_limit_min")
+        checkpoint_every = _minutes(section, stage, "checkpoint_every_min")
         validate = section.get("validate", True)
         if not isinstance(validate, bool):
             raise ValueError(f"config key '{stage}.validate' must be true or false, got {validate!r}")
@@ -248,18 +249,34 @@ class MSCRSSystem(BaseSystem):
         total_steps = ceil(n_batches / self.grad_accum) * epochs
         self.optimizer, self.scheduler = build_optimizer(self.model, section, total_steps)
         progress = {"stage": stage, "epoch_done": -1, "best_value": None, "best_epoch": None, "history": []}
+        partial = None  # where a mid-epoch checkpoint left the epoch it was in
         if checkpoint is not None:
             progress = dict(checkpoint["current"])
+            partial = progress.pop("partial", None)
+            if partial is not None:
+                partial = dict(partial, rng=checkpoint["rng"])
             self.optimizer.load_state_dict(checkpoint["optimizer"])
             self.scheduler.load_state_dict(checkpoint["scheduler"])
             self._global_step = int(checkpoint.get("global_step", 0))
             restore_rng(checkpoint["rng"])
         logger.info(f"[Stage {stage}: {epochs} epochs x {n_batches} batches of {batch_size}, "
-                    f"{total_steps} optimizer steps, from epoch {progress['epoch_done'] + 1}]")
+                    f"{total_steps} optimizer steps, from epoch {progress['epoch_done'] + 1}"
+                    + (f", batch {partial['batches_done']}]" if partial else "]"))
         deadline = time.time() + 60.0 * time_limit if time_limit else None
+
+        def save_partial(state: dict) -> None:
+            self._save_last(completed, dict(progress, partial=state))
+            self._on_partial_checkpoint_saved(stage, state["epoch"], state["batches_done"])
+
         for epoch in range(progress["epoch_done"] + 1, epochs):
             epoch_started = time.time()
-            out_of_time = self._train_epoch(stage, epoch, batch_size, max_batches, deadline)
+            resume = partial if partial is not None and partial["epoch"] == epoch else None
+            partial = None
+            out_of_time = self._train_epoch(stage, epoch, batch_size, max_batches, deadline,
+                                            checkpoint_every=checkpoint_every, save_partial=save_partial,
+                                            resume=resume)
+            if resume is not None:
+                epoch_started -= resume.get("seconds", 0.0)
             if validate:
                 value = self._validate(stage, epoch, int(section.get("eval_batch_size", batch_size)))
                 maximise = stage != "conv"
@@ -293,6 +310,9 @@ class MSCRSSystem(BaseSystem):
     def _on_checkpoint_saved(self, stage: str, epoch: int) -> None:
         """Hook called after each epoch's checkpoint is on disk (tests simulate kills here)."""
 
+    def _on_partial_checkpoint_saved(self, stage: str, epoch: int, batches_done: int) -> None:
+        """Hook called after each mid-epoch checkpoint is on disk (tests simulate kills here)."""
+
     def _save_last(self, completed: List[str], progress: Optional[dict]) -> None:
         atomic_save({"version": CHECKPOINT_VERSION, "completed": list(completed), "current": progress,
                      "model": trainable_state(self.net),
@@ -302,9 +322,16 @@ class MSCRSSystem(BaseSystem):
                     self.run_dir / "last.pth")
 
     def _train_epoch(self, stage: str, epoch: int, batch_size: int, max_batches,
-                     deadline: Optional[float] = None) -> bool:
+                     deadline: Optional[float] = None, checkpoint_every: Optional[float] = None,
+                     save_partial=None, resume: Optional[dict] = None) -> bool:
         """Train one epoch; returns True when ``deadline`` (a ``time.time()`` value, the
-        stage's ``time_limit_min``) passed and the epoch was cut short after a batch."""
+        stage's ``time_limit_min``) passed and the epoch was cut short after a batch.
+
+        Every ``checkpoint_every`` minutes (``<stage>.checkpoint_every_min``), right after an
+        optimizer step, ``save_partial`` writes a mid-epoch checkpoint: batches done, random
+        state of the epoch's start (it draws the batch order) and seconds trained. ``resume``
+        (such a checkpoint plus its random state ``rng``) continues the epoch after them:
+        same order, same batches, same random draws as an uninterrupted epoch."""
         self.model.train()
         self.evaluator.reset_metrics()
         getter = {"pretrain": self.train_dataloader.get_pretrain_data, "rec": self.train_dataloader.get_rec_data,
@@ -312,20 +339,34 @@ class MSCRSSystem(BaseSystem):
         self.optimizer.zero_grad(set_to_none=True)
         self._accumulated = 0
         started = time.time()
-        batches = getter(batch_size, shuffle=True, max_batches=max_batches) if max_batches else \
-            getter(batch_size, shuffle=True)
-        out_of_time, n_batches = False, 0
+        start_batch = int(resume["batches_done"]) if resume else 0
+        if resume:
+            restore_rng(resume["epoch_rng"])
+        epoch_rng = capture_rng()
+        batches = getter(batch_size, shuffle=True, max_batches=max_batches, start_batch=start_batch)
+        if resume:
+            restore_rng(resume["rng"])
+            logger.info(f"[{stage} epoch {epoch}: resumed after batch {start_batch}]")
+        out_of_time, n_batches, last_save = False, start_batch, time.time()
         for batch in batches:  # the getter already stops after max_batches
             self.step(batch, stage, "train")
             n_batches += 1
             if deadline is not None and time.time() >= deadline:
                 out_of_time = True
                 break
+            if checkpoint_every and save_partial is not None and self._accumulated == 0 \
+                    and time.time() - last_save >= 60.0 * checkpoint_every:
+                seconds = time.time() - started + (resume.get("seconds", 0.0) if resume else 0.0)
+                save_partial({"epoch": epoch, "batches_done": n_batches, "epoch_rng": epoch_rng,
+                              "seconds": seconds})
+                last_save = time.time()
         self._optimizer_step()  # leftover accumulated gradients
         loss = self.evaluator.optim_metrics.report().get(f"{stage}_loss")
         loss_value = loss.value() if loss is not None else float("nan")
-        logger.info(f"[{stage} epoch {epoch}: train loss {loss_value:.4f} over {n_batches} batches "
-                    f"({time.time() - started:.0f}s){', time limit reached' if out_of_time else ''}]")
+        done_here = n_batches - start_batch
+        logger.info(f"[{stage} epoch {epoch}: train loss {loss_value:.4f} over {done_here} batches"
+                    + (f" (after resuming at batch {start_batch})" if start_batch else "")
+                    + f" ({time.time() - started:.0f}s){', time limit reached' if out_of_time else ''}]")
         self._log_scalar(f"{stage}/train_loss", loss_value, epoch)
         return out_of_time
 
@@ -676,6 +717,14 @@ class MSCRSSystem(BaseSystem):
             context.append(turn_text(reply, is_system=True))
             entities.extend(e for e in used if e not in entities)
         return context
+
+
+def _minutes(section: dict, stage: str, key: str) -> Optional[float]:
+    """A stage's positive number of minutes (``time_limit_min``, ``checkpoint_every_min``) or None."""
+    value = section.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+        raise ValueError(f"config key '{stage}.{key}' must be a positive number of minutes or null, got {value!r}")
+    return value
 
 
 def output_scores(output) -> torch.Tensor:
