@@ -254,6 +254,12 @@ class MSCRSSystem(BaseSystem):
             progress = dict(checkpoint["current"])
             partial = progress.pop("partial", None)
             if partial is not None:
+                if (partial.get("batch_size"), partial.get("grad_accum")) != (batch_size, self.grad_accum):
+                    raise ValueError(
+                        f"{self.run_dir / 'last.pth'} was written inside epoch {partial['epoch']} of stage "
+                        f"{stage} with {stage}.batch_size={partial.get('batch_size')} and "
+                        f"{stage}.gradient_accumulation_steps={partial.get('grad_accum')}; the config now says "
+                        f"{batch_size} and {self.grad_accum}: resume with the same values or start a new run")
                 partial = dict(partial, rng=checkpoint["rng"])
             self.optimizer.load_state_dict(checkpoint["optimizer"])
             self.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -358,7 +364,7 @@ class MSCRSSystem(BaseSystem):
                     and time.time() - last_save >= 60.0 * checkpoint_every:
                 seconds = time.time() - started + (resume.get("seconds", 0.0) if resume else 0.0)
                 save_partial({"epoch": epoch, "batches_done": n_batches, "epoch_rng": epoch_rng,
-                              "seconds": seconds})
+                              "seconds": seconds, "batch_size": batch_size, "grad_accum": self.grad_accum})
                 last_save = time.time()
         self._optimizer_step()  # leftover accumulated gradients
         loss = self.evaluator.optim_metrics.report().get(f"{stage}_loss")
