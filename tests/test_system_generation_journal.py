@@ -54,6 +54,8 @@ def test_a_journal_for_other_weights_is_moved_aside_not_reused(tmp_path):
     stale = tmp_path / "journal.stale.jsonl"
     assert "old weights" in stale.read_text()  # nothing is lost
     assert json.loads(path.read_text().splitlines()[0]) == {"key": dict(KEY, weights="retrained")}
+    GenerationJournal(path, KEY)  # and back: the second stale journal does not replace the first
+    assert "old weights" in stale.read_text() and (tmp_path / "journal.stale.2.jsonl").is_file()
 
 
 def test_a_malformed_line_keeps_the_replies_before_it(tmp_path, warnings_logged):

@@ -79,9 +79,10 @@ class GenerationJournal:
                 break
             records.append(record)
         if not records or records[0].get("key") != self.key:
+            why = ("made for other weights, rows or generation settings" if records
+                   else "no readable first line (the key)")
             stale = self._move_aside("stale")
-            logger.warning(f"[{self.path}: made for other weights, rows or generation settings; moved to "
-                           f"{stale.name}, generating from the first reply]")
+            logger.warning(f"[{self.path}: {why}; moved to {stale.name}, generating from the first reply]")
             return
         replies = [r for r in records[1:] if "raw" in r]
         if any(r.get("i") != i for i, r in enumerate(replies)):
@@ -100,7 +101,11 @@ class GenerationJournal:
             self._rewrite()  # without the cut line, so appends start on a fresh line
 
     def _move_aside(self, label: str) -> Path:
-        target = self.path.with_name(self.path.name.replace(".jsonl", f".{label}.jsonl"))
+        """Rename the journal to ``*.<label>.jsonl`` (``*.<label>.2.jsonl``, ... if taken)."""
+        target, n = self.path.with_name(self.path.name.replace(".jsonl", f".{label}.jsonl")), 1
+        while target.exists():
+            n += 1
+            target = self.path.with_name(self.path.name.replace(".jsonl", f".{label}.{n}.jsonl"))
         os.replace(self.path, target)
         return target
 
