@@ -440,24 +440,35 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
             record.notes.append("reused an earlier run's outputs (wall time / memory not measured here)")
     else:
         previous = previous if args.resume else None
-        resuming = previous is not None and model in RESUMABLE_MODELS
-        if resuming:
+        # a harness killed with its run (Ctrl-C, reboot) leaves the record it wrote at the start
+        # (exit code null), or none at all when it predates that record: the checkpoints tell
+        resuming = args.resume and model in RESUMABLE_MODELS and (
+            previous is not None or (run_dir / CHECKPOINT_DIR).is_dir())
+        if resuming and previous is not None:
             changed = recipe_changes(previous.get("command") or [], cmd)
             if changed:
                 record.status = "failed"
                 record.error = (f"--resume: the recipe differs from the killed run's ({'; '.join(changed)}); "
                                 f"run with the same flags, or delete {run_dir} to start again")
                 return [], record
+        if resuming:
             cmd = cmd + ["-rs"]
-            record.notes.append(f"resumed a killed run (exit code {previous.get('exit_code')}) from its checkpoint")
+            how = (f"exit code {previous.get('exit_code')}" if previous is not None and previous.get("exit_code")
+                   is not None else "killed with the harness")
+            record.notes.append(f"resumed a killed run ({how}) from its checkpoint")
         elif previous is not None:
             record.notes.append("started again: CRSLab's own models keep no epoch checkpoints")
+        stats = {"exit_code": None, "hardware": hardware_description(),
+                 "config": record.notes[0].split(",")[0].replace("config ", "", 1), "command": cmd}
+        if previous is not None:  # keep the totals of earlier invocations while this one runs
+            stats.update({k: previous[k] for k in ("wall_s", "peak_rss_mb", "invocations") if k in previous})
+        run_dir.mkdir(parents=True, exist_ok=True)
+        stats_path.write_text(json.dumps(dict(stats, started=datetime.now(timezone.utc).isoformat(
+            timespec="seconds")), indent=1), encoding="utf-8")  # exit code null: running, or killed with us
         code, record.wall_s, record.peak_rss_mb = run_subprocess(cmd, run_dir / "run.log", args.timeout,
                                                                  append=resuming)
-        stats = {"exit_code": code, "wall_s": record.wall_s, "peak_rss_mb": record.peak_rss_mb,
-                 "hardware": hardware_description(),
-                 "config": record.notes[0].split(",")[0].replace("config ", "", 1), "command": cmd}
-        if resuming:  # the run's totals over its invocations
+        stats.update({"exit_code": code, "wall_s": record.wall_s, "peak_rss_mb": record.peak_rss_mb})
+        if resuming and previous is not None:  # the run's totals over its invocations
             record.wall_s = stats["wall_s"] = float(previous.get("wall_s") or 0.0) + record.wall_s
             record.peak_rss_mb = stats["peak_rss_mb"] = max(float(previous.get("peak_rss_mb") or 0.0),
                                                             record.peak_rss_mb or 0.0)

@@ -217,6 +217,8 @@ def test_resume_continues_a_killed_mscrs_run_from_its_own_checkpoints(tmp_path, 
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(log_path, "a" if append else "w") as log:
             log.write("training...\n")
+        # while a run trains, its record says so: a harness killed with it leaves exit code null
+        assert json.loads((run_dir / "run_stats.json").read_text())["exit_code"] is None
         if len(commands) == 1:  # killed in the conv stage, after writing the rec stage's outputs
             (run_dir / "rankings.jsonl").write_text("")
             (run_dir / "metrics.json").write_text("{}")
@@ -253,3 +255,38 @@ def test_resume_continues_a_killed_mscrs_run_from_its_own_checkpoints(tmp_path, 
     assert stats["invocations"] == 2
     runs = json.loads((out / "runs.json").read_text())
     assert runs[0]["status"] == "ok" and any("resumed" in note for note in runs[0]["notes"])
+
+
+@pytest.mark.parametrize("left_behind", ["record of a killed harness", "checkpoints only"])
+def test_resume_after_the_harness_itself_was_killed(tmp_path, monkeypatch, left_behind):
+    """Ctrl-C or a reboot kills the harness with its run: no exit code was recorded (or no
+    record at all, from an older harness); the run's checkpoints folder is enough to resume."""
+    root = make_tiny_dataset(tmp_path / "data")
+    (tmp_path / "configs" / "unicrs").mkdir(parents=True)
+    (tmp_path / "configs" / "unicrs" / "redial.yaml").write_text("dataset: ReDial\ntokenize: nltk\nmodel: UniCRS\n")
+    out = tmp_path / "results"
+    run_dir = out / "runs" / "unicrs" / "redial" / "seed0"
+    (run_dir / "checkpoints" / "ReDial_UniCRS_seed0").mkdir(parents=True)
+    if left_behind == "record of a killed harness":
+        (run_dir / "rankings.jsonl").write_text("")  # outputs of a finished rec stage
+        (run_dir / "metrics.json").write_text("{}")
+        config = (tmp_path / "configs" / "unicrs" / "redial.yaml").resolve()
+        (run_dir / "run_stats.json").write_text(json.dumps({"exit_code": None, "command": [
+            "python", "run_crslab.py", "--config", str(config), "--seed", "0", "--set", "rec.epoch=2"]}))
+    commands = []
+
+    def fake_run(cmd, log_path, timeout, append=False):
+        commands.append(cmd)
+        log_path.write_text("failed\n")
+        return 3, 1.0, 10.0  # fails again: what matters is how it was started
+
+    monkeypatch.setattr(harness, "run_subprocess", fake_run)
+    args = ["--models", "unicrs", "--datasets", "redial", "--data-root", str(root), "--out", str(out),
+            "--seeds", "0", "--config-dir", str(tmp_path / "configs"), "--shared-data", str(tmp_path / "no_shared"),
+            "--set", "rec.epoch=2"]
+    assert harness.main(args + ["--no-run"]) == 0  # never scored as a finished run
+    assert json.loads((out / "runs.json").read_text())[0]["status"] == "not run"
+    assert harness.main(args + ["--resume"]) == 1
+    assert commands and commands[0][-1] == "-rs"
+    runs = json.loads((out / "runs.json").read_text())
+    assert any("killed with the harness" in note for note in runs[0]["notes"])
