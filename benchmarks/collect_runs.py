@@ -62,15 +62,20 @@ class RunFolder:
         code in ``run_stats.json`` (MSCRS/UniCRS write both outputs after each stage, so a run
         killed in its last stage leaves them)."""
         reasons = [f"no {name}" for name in REQUIRED_FILES if not (self.path / name).is_file()]
-        stats_path = self.path / "run_stats.json"
-        if stats_path.is_file():
-            try:
-                code = json.loads(stats_path.read_text(encoding="utf-8")).get("exit_code")
-            except json.JSONDecodeError as error:
-                raise CollectError(f"{stats_path}: not valid JSON ({error})") from error
-            if code != 0:
-                reasons.append(f"exit code {code} in run_stats.json")
+        if self.stats is not None and self.stats.get("exit_code") != 0:
+            reasons.append(f"exit code {self.stats.get('exit_code')} in run_stats.json")
         return reasons
+
+    @cached_property
+    def stats(self) -> Optional[dict]:
+        """The harness's ``run_stats.json`` (None if absent), read once."""
+        stats_path = self.path / "run_stats.json"
+        if not stats_path.is_file():
+            return None
+        try:
+            return json.loads(stats_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise CollectError(f"{stats_path}: not valid JSON ({error})") from error
 
     def is_complete(self) -> bool:
         return not self.missing()
@@ -82,16 +87,11 @@ class RunFolder:
 
     def recipe(self) -> Dict[str, object]:
         """Config, ``--set`` overrides and hardware recorded by the harness (empty if absent)."""
-        stats_path = self.path / "run_stats.json"
-        if not stats_path.is_file():
+        if self.stats is None:
             return {}
-        try:
-            stats = json.loads(stats_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise CollectError(f"{stats_path}: not valid JSON ({error})") from error
-        command = stats.get("command") or []
+        command = self.stats.get("command") or []
         overrides = sorted(command[i + 1] for i, arg in enumerate(command[:-1]) if arg == "--set")
-        return {"config": stats.get("config"), "overrides": overrides, "hardware": stats.get("hardware")}
+        return {"config": self.stats.get("config"), "overrides": overrides, "hardware": self.stats.get("hardware")}
 
 
 def find_runs(root: Path) -> List[RunFolder]:

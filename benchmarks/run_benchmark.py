@@ -428,14 +428,12 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
     if (args.reuse or args.no_run or args.resume) and finished:
         code = 0
         if previous is not None:
-            stats = previous
-            record.wall_s, record.peak_rss_mb = stats.get("wall_s"), stats.get("peak_rss_mb")
-            original = stats.get("command") or []
-            sets = [original[i + 1] for i, arg in enumerate(original[:-1]) if arg == "--set"]
+            record.wall_s, record.peak_rss_mb = previous.get("wall_s"), previous.get("peak_rss_mb")
+            sets = _recipe(previous.get("command") or [])["--set"]
             shown = config.relative_to(REPO_ROOT) if config.is_relative_to(REPO_ROOT) else config
-            record.notes = [f"config {stats.get('config', shown)}" + "".join(f", {o}" for o in sets),
+            record.notes = [f"config {previous.get('config', shown)}" + "".join(f", {o}" for o in sets),
                             "reused an earlier run's outputs (overrides, wall time, memory and hardware "
-                            f"from its run_stats.json: {stats.get('hardware', 'hardware not recorded')})"]
+                            f"from its run_stats.json: {previous.get('hardware', 'hardware not recorded')})"]
         else:
             record.notes.append("reused an earlier run's outputs (wall time / memory not measured here)")
     else:
@@ -444,14 +442,13 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
         # (exit code null), or none at all when it predates that record: the checkpoints tell
         resuming = args.resume and model in RESUMABLE_MODELS and (
             previous is not None or (run_dir / CHECKPOINT_DIR).is_dir())
-        if resuming and previous is not None:
-            changed = recipe_changes(previous.get("command") or [], cmd)
+        if resuming:
+            changed = recipe_changes(previous.get("command") or [], cmd) if previous is not None else []
             if changed:
                 record.status = "failed"
                 record.error = (f"--resume: the recipe differs from the killed run's ({'; '.join(changed)}); "
                                 f"run with the same flags, or delete {run_dir} to start again")
                 return [], record
-        if resuming:
             cmd = cmd + ["-rs"]
             how = (f"exit code {previous.get('exit_code')}" if previous is not None and previous.get("exit_code")
                    is not None else "killed with the harness")

@@ -33,10 +33,15 @@ def frozen_parameter_names(model: torch.nn.Module) -> set:
     return {name for name, p in model.named_parameters() if not p.requires_grad}
 
 
-def trainable_state(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
-    """``state_dict`` without the frozen parameters (detached CPU copies)."""
+def trainable_tensors(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """``state_dict`` without the frozen parameters: the model's own tensors, no copies."""
     frozen = frozen_parameter_names(model)
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k not in frozen}
+    return {k: v for k, v in model.state_dict().items() if k not in frozen}
+
+
+def trainable_state(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """:func:`trainable_tensors` as detached CPU copies (what checkpoints store)."""
+    return {k: v.detach().cpu().clone() for k, v in trainable_tensors(model).items()}
 
 
 def load_trainable_state(model: torch.nn.Module, state: Dict[str, torch.Tensor], source: str = "") -> None:

@@ -36,9 +36,9 @@ from crslab.system.base import BaseSystem
 from loguru import logger
 from tqdm import tqdm
 
-from crslab_mscrs.mscrs_system.checkpoint import (CHECKPOINT_VERSION, atomic_save, capture_rng,
-                                                  frozen_parameter_names, load_checkpoint, load_trainable_state,
-                                                  restore_rng, seed_everything, trainable_state)
+from crslab_mscrs.mscrs_system.checkpoint import (CHECKPOINT_VERSION, atomic_save, capture_rng, load_checkpoint,
+                                                  load_trainable_state, restore_rng, seed_everything,
+                                                  trainable_state, trainable_tensors)
 from crslab_mscrs.mscrs_system.entity_linking import EntityLinker
 from crslab_mscrs.mscrs_system.generation_journal import (JOURNAL_NAME, GenerationJournal, rows_fingerprint,
                                                             state_fingerprint)
@@ -525,9 +525,7 @@ class MSCRSSystem(BaseSystem):
         options = getattr(self.opt, "opt", self.opt)  # CRSLab's Config keeps its dict in .opt
         shaping = {k: v for k, v in sorted(options.items())
                    if k.endswith("_max_length") or "demonstration" in k or k in ("lm", "text_encoder")}
-        frozen = frozen_parameter_names(self.net)
-        weights = {k: v for k, v in self.net.state_dict().items() if k not in frozen}  # no copies
-        return {"weights": state_fingerprint(weights),
+        return {"weights": state_fingerprint(trainable_tensors(self.net)),
                 "rows": rows_fingerprint((t.conv_id, t.turn_index) for t in turns), "n_rows": len(turns),
                 "batch_size": batch_size, "generation": generation, "inputs": {k: str(v) for k, v in shaping.items()},
                 "device": self.device.type, "bf16": self.use_bf16,
