@@ -60,9 +60,18 @@ def _csv_list(text: str) -> List[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+class _RecipeArgumentParser(argparse.ArgumentParser):
+    """``@file`` arguments: one argument per line; blank lines and ``#`` comments are skipped."""
+
+    def convert_arg_line_to_args(self, arg_line: str) -> List[str]:
+        line = arg_line.strip()
+        return [] if not line or line.startswith("#") else [line]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _RecipeArgumentParser(description=__doc__.split("\n\n")[0], fromfile_prefix_chars="@",
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="@FILE reads more arguments from FILE, one per line (benchmarks/recipes/)")
     p.add_argument("--models", default="naive,popularity", help=f"comma list of {','.join(MODELS)}")
     p.add_argument("--datasets", default="redial", help=f"comma list of {','.join(DATASETS)}")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds for model runs")

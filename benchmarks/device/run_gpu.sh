@@ -13,7 +13,9 @@
 # Output in $OUT: gpu.txt, step_cost.txt, run_gpu.log, gpu_runs.tgz (harness outputs, run logs,
 # metrics and generated replies; no checkpoints).
 # RUNS="mscrs:0:fusion=mean unicrs:1" picks other runs; LIMITS="0.81 2.18 2.26" fixes the limits;
-# DATASET=redial trains on ReDial instead (its data is in the default payload).
+# DATASET=redial trains on ReDial instead (its data is in the default payload). A fourth field
+# names a recipe of benchmarks/recipes/, read after everything else (it may change the dataset
+# and lift the time limits): RUNS="mscrs:0::redial_generation mscrs:1".
 # Local dry run (no GPU): GPU=-1 STEP_COST=0 PY=.venv/bin/python SITE=<empty dir with .installed> ...
 set -uo pipefail
 BUDGET=${1:-480}; shift || true
@@ -46,16 +48,18 @@ minutes() { awk -v s="$left" -v f="$1" 'BEGIN { printf "%.2f", s * f / 60 }'; }
 read -r lim_pretrain lim_rec lim_conv <<< "${LIMITS:-$(minutes 0.10) $(minutes 0.27) $(minutes 0.28)}"
 log "runs: $left s left; time limits pretrain $lim_pretrain / rec $lim_rec / conv $lim_conv min"
 mkdir -p "$WORK"
-# RUNS: "model:seed[:key=value,key=value]" entries, run side by side on the one GPU
+# RUNS: "model:seed[:key=value,key=value[:recipe]]" entries, run side by side on the one GPU
 for entry in ${RUNS:-unicrs:0 mscrs:0}; do
-    IFS=: read -r model seed sets <<< "$entry"
-    name="${model}_s${seed}${sets:+_${sets//[=,]/_}}"
+    IFS=: read -r model seed sets recipe <<< "$entry"
+    name="${model}_s${seed}${sets:+_${sets//[=,]/_}}${recipe:+_$recipe}"
     extra=(); IFS=, read -ra pairs <<< "${sets:-}"; for kv in "${pairs[@]}"; do extra+=(--set "$kv"); done
+    recipe_args=(); [ -n "${recipe:-}" ] && recipe_args=("@benchmarks/recipes/$recipe.args")
     PYTHONUNBUFFERED=1 timeout -k 10 $(( left + 15 )) $PY benchmarks/run_benchmark.py --models "$model" \
         --datasets "${DATASET:-inspired}" --seeds "$seed" --config-variant offline --gpu "$GPU" --out "$WORK/$name" \
         --timeout "$left" --set pretrain.time_limit_min="$lim_pretrain" --set rec.time_limit_min="$lim_rec" \
         --set conv.time_limit_min="$lim_conv" --set conv.epoch=3 --set conv.batch_size=16 \
-        --set conv.warmup_steps=100 --set conv.eval_batch_size=64 "${extra[@]}" "$@" > "$WORK/$name.log" 2>&1 &
+        --set conv.warmup_steps=100 --set conv.eval_batch_size=64 "${extra[@]}" "$@" "${recipe_args[@]}" \
+        > "$WORK/$name.log" 2>&1 &
 done
 wait
 log "runs done"
