@@ -33,6 +33,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from crslab_mscrs.config import effective_overrides  # noqa: E402
+
 REQUIRED_FILES = ("rankings.jsonl", "metrics.json")
 CHECKPOINT_PATTERNS = ("*.pt", "*.pth", "*.bin", "*.safetensors")
 
@@ -90,7 +96,8 @@ class RunFolder:
         if self.stats is None:
             return {}
         command = self.stats.get("command") or []
-        overrides = sorted(command[i + 1] for i, arg in enumerate(command[:-1]) if arg == "--set")
+        overrides = sorted(effective_overrides(command[i + 1] for i, arg in enumerate(command[:-1])
+                                               if arg == "--set"))
         return {"config": self.stats.get("config"), "overrides": overrides, "hardware": self.stats.get("hardware")}
 
 

@@ -38,6 +38,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from tqdm import tqdm  # noqa: E402
 
+from crslab_mscrs.config import effective_overrides  # noqa: E402
 from crslab_mscrs.evaluation import instances as inst  # noqa: E402
 from crslab_mscrs.evaluation.baselines import BASELINES, baseline_rankings, rankings_as_mapping  # noqa: E402
 from crslab_mscrs.evaluation.ranking import ranking_metrics  # noqa: E402
@@ -298,7 +299,7 @@ def _read_stats(path: Path) -> Optional[dict]:
 def _recipe(cmd: Sequence[str]) -> Dict[str, object]:
     """What decides a run's result in a ``run_crslab.py`` command line (not its paths)."""
     values = {flag: cmd[i + 1] for i, flag in enumerate(cmd[:-1]) if flag in ("--config", "--seed", "-g")}
-    values["--set"] = [cmd[i + 1] for i, flag in enumerate(cmd[:-1]) if flag == "--set"]
+    values["--set"] = effective_overrides(cmd[i + 1] for i, flag in enumerate(cmd[:-1]) if flag == "--set")
     return values
 
 

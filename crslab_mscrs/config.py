@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, List, Optional
 
 import yaml
 
@@ -120,6 +120,19 @@ def parse_override(text: str):
         except ValueError:
             pass
     return key.strip().split("."), value
+
+
+def effective_overrides(overrides: Iterable[str]) -> List[str]:
+    """``key=value`` overrides as they act: the last one of each key wins, at its last place.
+
+    ``['rec.epoch=1', 'lr=2', 'rec.epoch=3']`` -> ``['lr=2', 'rec.epoch=3']``.
+    """
+    last: Dict[str, str] = {}
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        last.pop(key, None)
+        last[key] = text
+    return list(last.values())
 
 
 def apply_overrides(opt: dict, overrides: Optional[Iterable[str]]) -> dict:

@@ -3,7 +3,7 @@ import textwrap
 
 import pytest
 
-from crslab_mscrs.config import ConfigError, apply_overrides, load_config
+from crslab_mscrs.config import ConfigError, apply_overrides, effective_overrides, load_config
 
 
 def write(tmp_path, text, name="run.yaml"):
@@ -57,6 +57,12 @@ def test_missing_required_key(tmp_path):
 def test_overrides_set_nested_values_parsed_as_yaml():
     opt = apply_overrides({"rec": {"epoch": 5}}, ["rec.epoch=1", "seed=3", "conv.optimizer.lr=1e-4"])
     assert opt["rec"]["epoch"] == 1 and opt["seed"] == 3 and opt["conv"]["optimizer"]["lr"] == 1e-4
+
+
+def test_effective_overrides_keep_the_last_value_of_each_key_like_apply_overrides():
+    flags = ["rec.time_limit_min=2.18", "stages=[rec]", "rec.epoch=1", "rec.time_limit_min=null"]
+    assert effective_overrides(flags) == ["stages=[rec]", "rec.epoch=1", "rec.time_limit_min=null"]
+    assert apply_overrides({}, flags) == apply_overrides({}, effective_overrides(flags))
 
 
 def test_override_without_equals_is_rejected():

@@ -114,6 +114,27 @@ def test_epoch_overrides_and_metrics_json(tmp_path):
         ("reported_conv_generation", "bleu@1", 0.1)}
 
 
+@pytest.mark.parametrize("recipe", sorted((REPO / "benchmarks" / "recipes").glob("*.args")), ids=lambda p: p.stem)
+def test_shipped_recipes_read_as_arguments_and_give_valid_configs(recipe):
+    from crslab_mscrs.config import load_config
+    # a recipe comes after the command line's own flags and wins over them
+    args = harness.build_parser().parse_args(["--datasets", "inspired", "--set", "rec.time_limit_min=2",
+                                              f"@{recipe}"])
+    assert args.overrides and all("=" in flag for flag in args.overrides)
+    for model in ("mscrs", "unicrs"):
+        for dataset in harness.validate_args(args)[1]:
+            opt = load_config(REPO / "config" / model / f"{dataset}_offline.yaml", args.overrides)
+            assert opt["rec"].get("time_limit_min") is None
+
+
+def test_recipe_comparison_reads_overrides_as_they_act():
+    cmd = ["run_crslab.py", "--config", "c.yaml", "--seed", "0", "--set", "rec.epoch=1"]
+    same = cmd + ["--set", "rec.epoch=3", "--set", "rec.epoch=1"]
+    assert harness.recipe_changes(cmd, same) == []
+    assert harness.recipe_changes(cmd, cmd + ["--set", "rec.epoch=2"]) == [
+        "--set: ['rec.epoch=1'] -> ['rec.epoch=2']"]
+
+
 def test_unknown_model_is_rejected():
     with pytest.raises(SystemExit, match="unknown or empty --models"):
         harness.main(["--models", "naive,gpt9"])
