@@ -37,7 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from crslab_mscrs.config import effective_overrides  # noqa: E402
+from crslab_mscrs.evaluation.run_stats import RUN_STATS_FILE, command_overrides, read_run_stats  # noqa: E402
 
 REQUIRED_FILES = ("rankings.jsonl", "metrics.json")
 CHECKPOINT_PATTERNS = ("*.pt", "*.pth", "*.bin", "*.safetensors")
@@ -75,13 +75,10 @@ class RunFolder:
     @cached_property
     def stats(self) -> Optional[dict]:
         """The harness's ``run_stats.json`` (None if absent), read once."""
-        stats_path = self.path / "run_stats.json"
-        if not stats_path.is_file():
-            return None
         try:
-            return json.loads(stats_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise CollectError(f"{stats_path}: not valid JSON ({error})") from error
+            return read_run_stats(self.path / RUN_STATS_FILE)
+        except ValueError as error:
+            raise CollectError(str(error)) from error
 
     def is_complete(self) -> bool:
         return not self.missing()
@@ -95,9 +92,7 @@ class RunFolder:
         """Config, ``--set`` overrides and hardware recorded by the harness (empty if absent)."""
         if self.stats is None:
             return {}
-        command = self.stats.get("command") or []
-        overrides = sorted(effective_overrides(command[i + 1] for i, arg in enumerate(command[:-1])
-                                               if arg == "--set"))
+        overrides = sorted(command_overrides(self.stats.get("command") or []))
         return {"config": self.stats.get("config"), "overrides": overrides, "hardware": self.stats.get("hardware")}
 
 

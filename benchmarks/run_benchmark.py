@@ -38,13 +38,13 @@ if str(REPO_ROOT) not in sys.path:
 
 from tqdm import tqdm  # noqa: E402
 
-from crslab_mscrs.config import effective_overrides  # noqa: E402
 from crslab_mscrs.evaluation import instances as inst  # noqa: E402
 from crslab_mscrs.evaluation.baselines import BASELINES, baseline_rankings, rankings_as_mapping  # noqa: E402
 from crslab_mscrs.evaluation.ranking import ranking_metrics  # noqa: E402
 from crslab_mscrs.evaluation.rankings import MIN_RANKING_LENGTH, read_rankings, write_rankings  # noqa: E402
 from crslab_mscrs.evaluation.report import (RANKING_PROTOCOLS, ResultRow, RunRecord,  # noqa: E402
                                             plot_recall_bars, render_markdown, write_results_csv)
+from crslab_mscrs.evaluation.run_stats import RUN_STATS_FILE, command_overrides, read_run_stats  # noqa: E402
 from crslab_mscrs.evaluation.user_metrics import user_metrics  # noqa: E402
 
 MODELS = ("naive", "popularity", "kbrd", "kgsf", "unicrs", "mscrs")
@@ -288,18 +288,16 @@ def hardware_description() -> str:
 
 def _read_stats(path: Path) -> Optional[dict]:
     """The ``run_stats.json`` an earlier invocation left (None if absent)."""
-    if not path.is_file():
-        return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise SystemExit(f"error: {path}: not valid JSON ({error}); delete it to run this model again") from error
+        return read_run_stats(path)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}; delete it to run this model again") from error
 
 
 def _recipe(cmd: Sequence[str]) -> Dict[str, object]:
     """What decides a run's result in a ``run_crslab.py`` command line (not its paths)."""
     values = {flag: cmd[i + 1] for i, flag in enumerate(cmd[:-1]) if flag in ("--config", "--seed", "-g")}
-    values["--set"] = effective_overrides(cmd[i + 1] for i, flag in enumerate(cmd[:-1]) if flag == "--set")
+    values["--set"] = command_overrides(cmd)
     return values
 
 
@@ -424,7 +422,7 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
     record.notes.append(f"config {config.relative_to(REPO_ROOT) if config.is_relative_to(REPO_ROOT) else config}"
                         + (f", epochs={epochs}" if epochs is not None else "")
                         + "".join(f", {o}" for o in args.overrides))
-    stats_path = run_dir / "run_stats.json"
+    stats_path = run_dir / RUN_STATS_FILE
     previous = _read_stats(stats_path)
     # MSCRS/UniCRS write rankings and metrics after each stage: a killed run can leave both
     finished = rankings_path.is_file() and metrics_path.is_file() and (previous is None

@@ -117,6 +117,23 @@ def test_seeds_trained_with_different_recipes_are_flagged(tmp_path):
     assert not (tmp_path / "current").exists()  # a dry run copies nothing
 
 
+def test_a_value_overridden_later_in_the_command_is_the_same_recipe(tmp_path):
+    make_run(tmp_path / "a", "mscrs", "redial", 0, overrides=("rec.epoch=3",))
+    make_run(tmp_path / "a", "mscrs", "redial", 1, overrides=("rec.epoch=1", "rec.epoch=3"))
+
+    lines = collector.collect([tmp_path / "a"], tmp_path / "current", dry_run=True)
+
+    assert not [line for line in lines if "differ in overrides" in line]
+
+
+def test_a_corrupt_run_record_is_an_error_naming_the_file(tmp_path):
+    run = make_run(tmp_path / "a", "mscrs", "redial", 0)
+    (run / "run_stats.json").write_text('{"exit_code": 0,')
+    with pytest.raises(collector.CollectError, match=r"seed0/run_stats.json: not valid JSON"):
+        collector.collect([tmp_path / "a"], tmp_path / "current")
+    assert not (tmp_path / "current").exists()
+
+
 def test_command_line_reports_a_folder_without_runs(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
 
