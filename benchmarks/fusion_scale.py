@@ -39,7 +39,7 @@ def build_system(model: str, dataset: str, overrides, data_root: str, seed: int)
     """The MSCRS system of ``config/<model>/<dataset>_offline.yaml`` as run_crslab.py builds it."""
     from crslab_mscrs import cli
     from crslab_mscrs.config import load_config
-    from crslab_mscrs.mscrs_system.checkpoint import seed_everything
+    from crslab_mscrs.training.checkpoint import seed_everything
 
     opt = load_config(f"config/{model}/{dataset}_offline.yaml", overrides)
     opt["seed"] = seed

@@ -89,10 +89,10 @@ def build_system(opt: dict, data_root=None, save_dir=None, gpu: str = "-1", debu
 
 def run(args: argparse.Namespace) -> dict:
     from crslab_mscrs.config import load_config
-    from crslab_mscrs.integration.stage_selection import select_stages
-    from crslab_mscrs.integration.test_capture import attach_test_capture, write_outputs
-    from crslab_mscrs.mscrs_system.checkpoint import seed_everything
-    from crslab_mscrs.mscrs_system.dataloader import load_item_names
+    from crslab_mscrs.compat.stage_selection import select_stages
+    from crslab_mscrs.compat.prediction_capture import attach_test_capture, write_outputs
+    from crslab_mscrs.training.checkpoint import seed_everything
+    from crslab_mscrs.batches.dataloader import load_item_names
 
     opt = load_config(args.config, args.overrides)
     if args.seed is not None:

@@ -16,14 +16,14 @@ def register_all() -> None:
         return
     import crslab.data as crslab_data
 
-    from crslab_mscrs.integration.conversation_tags import TaggedInspiredDataset, TaggedReDialDataset
+    from crslab_mscrs.compat.conversation_tags import TaggedInspiredDataset, TaggedReDialDataset
 
     # same loaders, plus conv_id / turn_index on every sample (for per-conversation evaluation)
     crslab_data.dataset_register_table["ReDial"] = TaggedReDialDataset
     crslab_data.dataset_register_table["Inspired"] = TaggedInspiredDataset
 
     from crslab_mscrs.model.mscrs import register as register_models
-    from crslab_mscrs.mscrs_system import register as register_systems
+    from crslab_mscrs.training import register as register_systems
 
     register_models()
     register_systems()

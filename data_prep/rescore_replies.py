@@ -23,8 +23,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default=None)
     args = parser.parse_args(argv)
     from crslab_mscrs import paths
-    from crslab_mscrs.integration.test_capture import rescore_replies
-    from crslab_mscrs.mscrs_system.dataloader import load_item_names
+    from crslab_mscrs.compat.prediction_capture import rescore_replies
+    from crslab_mscrs.batches.dataloader import load_item_names
 
     root = paths.resolve_data_root(args.data_root)
     for path in args.metrics:

@@ -9,7 +9,7 @@ import crslab_mscrs  # noqa: F401  (compat + path redirection first)
 from crslab_mscrs.data import BuildOptions, build_inspired, build_redial
 from crslab_mscrs.data.item_names import (ITEM_NAMES_FILE, clean_name, inspired_named_entities,
                                           redial_named_entities, write_item_names)
-from crslab_mscrs.mscrs_system.dataloader import load_item_names
+from crslab_mscrs.batches.dataloader import load_item_names
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 R = "<http://dbpedia.org/resource/{}>"

@@ -79,7 +79,7 @@ def test_stages_key_skips_the_conversation_stage(tmp_path):
 
 
 def test_unknown_stage_name_is_rejected():
-    from crslab_mscrs.integration.stage_selection import select_stages
+    from crslab_mscrs.compat.stage_selection import select_stages
 
     with pytest.raises(ValueError, match="recommend"):
         select_stages(object(), ["recommend"])

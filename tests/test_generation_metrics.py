@@ -177,7 +177,7 @@ def test_crslab_structure_tokens_do_not_count_as_words(tmp_path):
 
     import pytest
 
-    from crslab_mscrs.integration.test_capture import rescore_replies
+    from crslab_mscrs.compat.prediction_capture import rescore_replies
 
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"dataset": "Inspired", "crslab_test_metrics": {"hit@10": 0.1}}))

@@ -7,7 +7,7 @@ import yaml
 
 import crslab_mscrs  # noqa: F401  (registration)
 from crslab_mscrs.config import load_config
-from crslab_mscrs.mscrs_system import register
+from crslab_mscrs.training import register
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ("redial", "inspired", "redial_offline", "inspired_offline", "sample")
@@ -20,8 +20,8 @@ def test_register_adds_both_models_to_crslab():
     import crslab.data
     import crslab.system
 
-    from crslab_mscrs.mscrs_system.dataloader import MSCRSDataLoader
-    from crslab_mscrs.mscrs_system.system import MSCRSSystem
+    from crslab_mscrs.batches.dataloader import MSCRSDataLoader
+    from crslab_mscrs.training.system import MSCRSSystem
 
     for name in ("MSCRS", "UniCRS"):
         assert crslab.system.system_register_table[name] is MSCRSSystem

@@ -4,12 +4,12 @@ import torch
 
 import crslab_mscrs  # noqa: F401  (compat + registration)
 from crslab_mscrs.model.loading import load_causal_lm, load_text_encoder
-from crslab_mscrs.mscrs_system.dataloader import MSCRSDataLoader
-from crslab_mscrs.mscrs_system.encoding import IGNORE_INDEX
-from crslab_mscrs.mscrs_system.movie_mentions import (MaskStats, count_placeholders, fill_placeholders,
+from crslab_mscrs.batches.dataloader import MSCRSDataLoader
+from crslab_mscrs.batches.encoding import IGNORE_INDEX
+from crslab_mscrs.batches.movie_mentions import (MaskStats, count_placeholders, fill_placeholders,
                                                       mask_movie_mentions)
-from crslab_mscrs.mscrs_system.text import context_roles, entity_display_name, entity_surface_name
-from crslab_mscrs.mscrs_system.toy import toy_splits, toy_vocab_and_side_data
+from crslab_mscrs.batches.text import context_roles, entity_display_name, entity_surface_name
+from crslab_mscrs.training.toy import toy_splits, toy_vocab_and_side_data
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_item_names_file_names_items_without_a_dbpedia_title(toy, tokenizers, tm
 
 
 def test_entity_linker_prefers_longest_names_and_items():
-    from crslab_mscrs.mscrs_system.entity_linking import EntityLinker
+    from crslab_mscrs.training.entity_linking import EntityLinker
 
     entity2id = {"<http://dbpedia.org/resource/Red_River_(film)>": 1, "<http://dbpedia.org/resource/Red_River>": 7,
                  "<http://dbpedia.org/resource/Horror_film>": 9, "<http://dbpedia.org/resource/It_(2017_film)>": 4}

@@ -5,7 +5,7 @@ import pytest
 import torch
 from loguru import logger
 
-from crslab_mscrs.mscrs_system.generation_journal import GenerationJournal, rows_fingerprint, state_fingerprint
+from crslab_mscrs.training.generation_journal import GenerationJournal, rows_fingerprint, state_fingerprint
 
 KEY = {"weights": "abc", "rows": rows_fingerprint([(1, 0), (1, 2), (2, 1)]), "batch_size": 2}
 

@@ -28,7 +28,7 @@ def test_real_redial_test_split_turns_and_movie_masking():
 
     import crslab.data
 
-    from crslab_mscrs.mscrs_system.dataloader import MSCRSDataLoader
+    from crslab_mscrs.batches.dataloader import MSCRSDataLoader
 
     with real_data_root():
         dataset = crslab.data.dataset_register_table["ReDial"]({"dataset": "ReDial"}, "nltk", False, False)

@@ -10,10 +10,10 @@ import pytest
 
 import crslab_mscrs  # noqa: F401  (compat + registration)
 from crslab_mscrs import paths
-from crslab_mscrs.integration.conversation_tags import TaggedReDialDataset
-from crslab_mscrs.mscrs_system.dataloader import MSCRSDataLoader
-from crslab_mscrs.mscrs_system.source_text import merge_utterances, read_split_text
-from crslab_mscrs.mscrs_system.toy import toy_splits, toy_vocab_and_side_data
+from crslab_mscrs.compat.conversation_tags import TaggedReDialDataset
+from crslab_mscrs.batches.dataloader import MSCRSDataLoader
+from crslab_mscrs.batches.source_text import merge_utterances, read_split_text
+from crslab_mscrs.training.toy import toy_splits, toy_vocab_and_side_data
 
 LETHAL = "<http://dbpedia.org/resource/Lethal_Weapon>"
 RED_RIVER = "<http://dbpedia.org/resource/Red_River_(film)>"
@@ -232,7 +232,7 @@ def test_embedded_sample_masks_every_valid_and_test_title(tmp_path):
 
 
 def test_text_coverage_report_compares_both_sources(built):
-    from crslab_mscrs.mscrs_system.text_coverage import compare_split
+    from crslab_mscrs.batches.text_coverage import compare_split
 
     root, vocab, samples = built
     with data_root(root):

@@ -9,10 +9,10 @@ import torch
 
 import crslab_mscrs  # noqa: F401  (compat + registration)
 from crslab_mscrs.evaluation.rankings import read_rankings
-from crslab_mscrs.mscrs_system.checkpoint import load_checkpoint, load_trainable_state
-from crslab_mscrs.mscrs_system.dataloader import MSCRSDataLoader
-from crslab_mscrs.mscrs_system.system import MSCRSSystem, load_checkpoint_weights
-from crslab_mscrs.mscrs_system.toy import N_ITEMS, toy_splits, toy_vocab_and_side_data, write_toy_graphs
+from crslab_mscrs.training.checkpoint import load_checkpoint, load_trainable_state
+from crslab_mscrs.batches.dataloader import MSCRSDataLoader
+from crslab_mscrs.training.system import MSCRSSystem, load_checkpoint_weights
+from crslab_mscrs.training.toy import N_ITEMS, toy_splits, toy_vocab_and_side_data, write_toy_graphs
 
 
 class Opt:

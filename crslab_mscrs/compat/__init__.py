@@ -13,6 +13,13 @@ Nothing in site-packages is edited; :func:`apply` patches at import time, in thi
 8. :mod:`.evaluators`         fixed ``standard`` / ``conv`` evaluators (word-level Dist-n etc.)
 9. :mod:`.rgcn_featureless`   KBRD/KGSF's R-GCN without one dense weight per relation (speed)
 
+CRSLab's own systems are also wrapped, not patched, by three modules here (the one folder
+that touches CRSLab's code paths, besides :mod:`crslab_mscrs.registry`):
+
+- :mod:`.conversation_tags`  datasets that tag every sample with its conversation and turn
+- :mod:`.stage_selection`    config key ``stages`` for KBRD / KGSF
+- :mod:`.prediction_capture` test rankings and replies of KBRD / KGSF, scored by our evaluator
+
 Each module's docstring names the CRSLab file:line it fixes. :func:`apply` is idempotent:
 every patch checks a marker before installing itself. It imports only what CRSLab
 imports anyway (``crslab.evaluator``, ``crslab.model``, ``crslab.system``).

@@ -1,9 +1,9 @@
 """``item_names.json``: the display / mention name of every recommendable item.
 
 The MSCRS system masks movie names in responses with ``<movie>`` and shows item names in
-interactive mode (:mod:`crslab_mscrs.mscrs_system.movie_mentions`); it reads the optional
+interactive mode (:mod:`crslab_mscrs.batches.movie_mentions`); it reads the optional
 ``<dataset dir>/item_names.json``, a JSON object ``{"<entity id>": "<movie name>"}``
-(see ``load_item_names`` in ``crslab_mscrs/mscrs_system/dataloader.py``). Names are
+(see ``load_item_names`` in ``crslab_mscrs/batches/dataloader.py``). Names are
 given WITHOUT the trailing ``(year)``: the masker swallows a following ``( 2011 )`` itself,
 and the responses spell movies the way these names do.
 

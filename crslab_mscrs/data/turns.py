@@ -3,7 +3,7 @@
 CRSLab's ReDial and INSPIRED loaders (``ReDialDataset._merge_conv_data``,
 ``InspiredDataset._convert_to_id``) merge a conversation's consecutive same-role utterances
 before making samples. The evaluator (:mod:`crslab_mscrs.evaluation.instances`), the MSCRS
-dataloader's text lookup (:mod:`crslab_mscrs.mscrs_system.source_text`) and the build report
+dataloader's text lookup (:mod:`crslab_mscrs.batches.source_text`) and the build report
 (:mod:`crslab_mscrs.data.report`) each fold different fields of those groups (movie ids,
 words, movie counts); the grouping itself is :func:`group_by_role`.
 """

@@ -5,7 +5,7 @@ KBRD and KGSF generate words, movie names included, where UniCRS/MSCRS generate 
 ("share of replies that recommend an item", EVALUATION.md), a reply of a word-level model
 counts as recommending when it holds an item placeholder token (``__item__``, ``@123``...)
 or the name of a catalogue item: the same lower-case alphanumeric pieces as
-:func:`crslab_mscrs.mscrs_system.movie_mentions.name_pieces`, matched exactly and
+:func:`crslab_mscrs.batches.movie_mentions.name_pieces`, matched exactly and
 contiguously. A one-word title ("Her", "Frozen", "Addicted") only counts when the reply's
 word is capitalised, so the pronoun "her" or the adjective "frozen" is not taken for a film
 (stricter than the mention masking, which only needs this for titles of at most 4 letters:
@@ -17,7 +17,7 @@ import re
 from typing import Iterable, Sequence
 
 from crslab_mscrs.evaluation.generation import is_item_mention
-from crslab_mscrs.mscrs_system.movie_mentions import name_pieces
+from crslab_mscrs.batches.movie_mentions import name_pieces
 
 _WORD = re.compile(r"\S+")
 

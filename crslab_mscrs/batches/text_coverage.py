@@ -1,6 +1,6 @@
 """Compare the MSCRS dataloader's two text sources on a built dataset, split by split.
 
-    python -m crslab_mscrs.mscrs_system.text_coverage --dataset ReDial [--data-root data]
+    python -m crslab_mscrs.batches.text_coverage --dataset ReDial [--data-root data]
 
 For each split it prints, for ``dialogue_text: ids`` (CRSLab's train-vocabulary ids,
 detokenised) and ``dialogue_text: dataset`` (original words, :mod:`.source_text`), the share of
@@ -16,7 +16,7 @@ from typing import List, Optional
 
 
 def compare_split(samples, vocab, dataset: str, tokenize: str = "nltk") -> dict:
-    from crslab_mscrs.mscrs_system.dataloader import MSCRSDataLoader
+    from crslab_mscrs.batches.dataloader import MSCRSDataLoader
 
     result, turns = {}, {}
     for mode in ("ids", "dataset"):

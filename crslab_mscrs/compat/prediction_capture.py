@@ -14,7 +14,7 @@
 
 CRSLab's recommendation dataloaders emit one row per (recommender turn, movie) in dataset
 order when ``shuffle=False``, so rows are matched to ``(conv_id, turn_index)`` tags (see
-:mod:`crslab_mscrs.integration.conversation_tags`) by replaying the same filter. Rows of
+:mod:`crslab_mscrs.compat.conversation_tags`) by replaying the same filter. Rows of
 one turn share the context, so the first row's ranking is the turn's ranking.
 """
 from __future__ import annotations
@@ -141,7 +141,7 @@ def generation_summary(replies: List[Tuple[str, str]], item_names) -> dict:
     own report: it is per token of the model's word vocabulary, not comparable with a
     subword LM's."""
     from crslab_mscrs.evaluation.item_mentions import ItemNameMatcher
-    from crslab_mscrs.mscrs_system.outputs import generation_metrics
+    from crslab_mscrs.training.outputs import generation_metrics
 
     hypotheses = [strip_structure_tokens(hyp) for hyp, _ in replies]
     references = [strip_structure_tokens(ref) for _, ref in replies]

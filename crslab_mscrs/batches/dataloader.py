@@ -2,7 +2,7 @@
 
 Input: the samples of CRSLab's ReDial / INSPIRED datasets (one per turn after the first):
 ``context_tokens`` (word-id lists), ``response``, ``context_entities``, ``context_items``,
-``items``, ``role`` and, from :mod:`crslab_mscrs.integration.conversation_tags`,
+``items``, ``role`` and, from :mod:`crslab_mscrs.compat.conversation_tags`,
 ``conv_id`` / ``turn_index`` (derived when absent: ``turn_index = len(context_tokens)``).
 
 Tasks (batch keys: see the shared model contract, ``crslab_mscrs/model/CONTRACT.md``):
@@ -14,11 +14,11 @@ Tasks (batch keys: see the shared model contract, ``crslab_mscrs/model/CONTRACT.
   mentions kept). ``rec_eval``: one row per such turn with all its labels (test rankings
   are per turn).
 - ``conv``: recommender turns; response movie names -> ``<movie>`` (see
-  :mod:`~crslab_mscrs.mscrs_system.movie_mentions`); labels only on response tokens.
+  :mod:`~crslab_mscrs.batches.movie_mentions`); labels only on response tokens.
 - ``generation``: recommender turns; context ending with the reply prompt, left padded.
 
 Text: the ORIGINAL words of each turn, looked up by ``(conv_id, turn_index)`` in the built
-dataset's split file (:mod:`~crslab_mscrs.mscrs_system.source_text`), since CRSLab's word ids
+dataset's split file (:mod:`~crslab_mscrs.batches.source_text`), since CRSLab's word ids
 come from the train vocabulary and turn every unseen valid/test word into ``__unk__``. A
 sample without tags, or when the files are missing, is detokenised from its ids instead (one
 warning per loader naming the reason); config key ``dialogue_text: ids`` forces that path.
@@ -39,11 +39,11 @@ from crslab.data.dataloader.base import BaseDataLoader
 from loguru import logger
 from tqdm import tqdm
 
-from crslab_mscrs.mscrs_system.collate import pad_entities, pad_ids, pad_labels, stack_labels
-from crslab_mscrs.mscrs_system.encoding import IGNORE_INDEX, DialogueEncoder, EncodingLimits
-from crslab_mscrs.mscrs_system.movie_mentions import DEFAULT_PLACEHOLDER, MaskStats, mask_movie_mentions
-from crslab_mscrs.mscrs_system.source_text import MergedTurn, SplitText, match_split, turn_ids
-from crslab_mscrs.mscrs_system.text import (Detokenizer, context_roles, detokenize_words,
+from crslab_mscrs.batches.collate import pad_entities, pad_ids, pad_labels, stack_labels
+from crslab_mscrs.batches.encoding import IGNORE_INDEX, DialogueEncoder, EncodingLimits
+from crslab_mscrs.batches.movie_mentions import DEFAULT_PLACEHOLDER, MaskStats, mask_movie_mentions
+from crslab_mscrs.batches.source_text import MergedTurn, SplitText, match_split, turn_ids
+from crslab_mscrs.batches.text import (Detokenizer, context_roles, detokenize_words,
                                             entity_surface_name, is_recommender, turn_text)
 
 
@@ -157,7 +157,7 @@ class MSCRSDataLoader(BaseDataLoader):
 
     def _add_demonstrations(self, batch: dict, indices: Sequence[int]) -> dict:
         if self.demonstrations is not None:
-            from crslab_mscrs.mscrs_system.demonstrations import demonstration_tensors
+            from crslab_mscrs.training.demonstrations import demonstration_tensors
 
             batch.update(demonstration_tensors([self.demonstrations.get(i, []) for i in indices],
                                                self.encoder.text_pad_id))

@@ -11,7 +11,7 @@ Those files hold ONE utterance per raw message; CRSLab merges consecutive uttera
 role into a turn by concatenating their word lists (``ReDialDataset._merge_conv_data``,
 ``InspiredDataset._convert_to_id``). :func:`merge_utterances` applies the same rule, so merged
 turn ``t`` of a conversation is the response of the sample tagged ``turn_index == t``
-(:mod:`crslab_mscrs.integration.conversation_tags`) and turns ``0..t-1`` are its context.
+(:mod:`crslab_mscrs.compat.conversation_tags`) and turns ``0..t-1`` are its context.
 
 Which split file belongs to a dataloader: CRSLab's CLI builds the three dataloaders with
 ``get_dataloader(config, split_samples, vocab)``, without naming the split, so

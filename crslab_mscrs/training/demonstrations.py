@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from crslab_mscrs.model.demonstrations import DemonstrationRetriever
 from crslab_mscrs.model.prompt_encoder import masked_mean
-from crslab_mscrs.mscrs_system.collate import pad_ids
+from crslab_mscrs.batches.collate import pad_ids
 
 
 class DemonstrationIndex:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from crslab_mscrs.mscrs_system.text import REPLY_PROMPT
+from crslab_mscrs.batches.text import REPLY_PROMPT
 
 IGNORE_INDEX = -100
 """Label of positions that carry no loss (context, prompt and padding tokens)."""

@@ -1,6 +1,6 @@
-"""The MSCRS / UniCRS training system for CRSLab: data pipeline, stages, checkpoints, outputs.
+"""Training MSCRS / UniCRS through CRSLab: stages, checkpoints, outputs.
 
-- :mod:`.dataloader`: ``MSCRSDataLoader`` (CRSLab samples -> prompt-learning batches)
+- :mod:`crslab_mscrs.batches.dataloader`: ``MSCRSDataLoader`` (CRSLab samples -> prompt-learning batches)
 - :mod:`.system`: ``MSCRSSystem`` (pretrain -> rec -> conv, validation-chosen checkpoints,
   resumable runs, test outputs, ``interact``)
 
@@ -18,9 +18,9 @@ def register() -> None:
     import crslab.data as crslab_data
     import crslab.system as crslab_system
 
-    from crslab_mscrs.mscrs_system.config_keys import register_config_keys
-    from crslab_mscrs.mscrs_system.dataloader import MSCRSDataLoader
-    from crslab_mscrs.mscrs_system.system import MSCRSSystem
+    from crslab_mscrs.training.config_keys import register_config_keys
+    from crslab_mscrs.batches.dataloader import MSCRSDataLoader
+    from crslab_mscrs.training.system import MSCRSSystem
 
     for name in MODEL_NAMES:
         crslab_data.dataloader_register_table[name] = MSCRSDataLoader

@@ -36,16 +36,16 @@ from crslab.system.base import BaseSystem
 from loguru import logger
 from tqdm import tqdm
 
-from crslab_mscrs.mscrs_system.checkpoint import (CHECKPOINT_VERSION, atomic_save, capture_rng, load_checkpoint,
+from crslab_mscrs.training.checkpoint import (CHECKPOINT_VERSION, atomic_save, capture_rng, load_checkpoint,
                                                   load_trainable_state, restore_rng, seed_everything,
                                                   trainable_state, trainable_tensors)
-from crslab_mscrs.mscrs_system.entity_linking import EntityLinker
-from crslab_mscrs.mscrs_system.generation_journal import (JOURNAL_NAME, GenerationJournal, rows_fingerprint,
+from crslab_mscrs.training.entity_linking import EntityLinker
+from crslab_mscrs.training.generation_journal import (JOURNAL_NAME, GenerationJournal, rows_fingerprint,
                                                             state_fingerprint)
-from crslab_mscrs.mscrs_system.movie_mentions import count_placeholders, fill_placeholders
-from crslab_mscrs.mscrs_system.optim import build_optimizer
-from crslab_mscrs.mscrs_system.outputs import generation_metrics, write_metrics_file, write_rankings_file
-from crslab_mscrs.mscrs_system.text import entity_display_name, turn_text
+from crslab_mscrs.batches.movie_mentions import count_placeholders, fill_placeholders
+from crslab_mscrs.training.optim import build_optimizer
+from crslab_mscrs.training.outputs import generation_metrics, write_metrics_file, write_rankings_file
+from crslab_mscrs.batches.text import entity_display_name, turn_text
 
 STAGES = ("pretrain", "rec", "conv")
 PRETRAIN_LOG_NAME = "pretrain (inflated, response in input)"
@@ -537,7 +537,7 @@ class MSCRSSystem(BaseSystem):
         if not self.opt.get("use_demonstrations"):
             return None
         if self._demo_index is None:
-            from crslab_mscrs.mscrs_system.demonstrations import DemonstrationIndex
+            from crslab_mscrs.training.demonstrations import DemonstrationIndex
 
             self._demo_index = DemonstrationIndex(
                 self.core, self.train_dataloader, k=int(self.opt.get("n_demonstrations", 3)),
@@ -704,7 +704,7 @@ class MSCRSSystem(BaseSystem):
             batch = loader.live_batch(context, entities)
             index = self._demonstration_index()
             if index is not None:
-                from crslab_mscrs.mscrs_system.demonstrations import demonstration_tensors
+                from crslab_mscrs.training.demonstrations import demonstration_tensors
 
                 batch.update(demonstration_tensors(index.retrieve(batch["prompt_ids"], [None]), index.pad_id))
             with self._weights(self.run_dir / "rec_best.pth"):

@@ -2,7 +2,7 @@
 
 A user line is split into lower-case alphanumeric pieces; every n-gram (n <= 6) is looked
 up in a table of entity surface names (DBpedia titles without their disambiguation
-suffix, :func:`~crslab_mscrs.mscrs_system.text.entity_surface_name`). Longer matches win
+suffix, :func:`~crslab_mscrs.batches.text.entity_surface_name`). Longer matches win
 and consume their words; on a name shared by several entities an item is preferred.
 Single-word names shorter than 4 characters are skipped (too ambiguous: "it", "up").
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Dict, Iterable, List
 
-from crslab_mscrs.mscrs_system.text import entity_surface_name
+from crslab_mscrs.batches.text import entity_surface_name
 
 _PIECE = re.compile(r"[a-z0-9]+")
 MAX_NGRAM = 6

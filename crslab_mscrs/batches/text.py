@@ -2,7 +2,7 @@
 
 CRSLab's ``nltk`` datasets store every turn as ids of a word vocabulary (``vocab['ind2tok']``).
 MSCRS/UniCRS feed pretrained sub-word models, so we detokenise to text first and let the
-model's own tokenizers re-tokenise it (:mod:`crslab_mscrs.mscrs_system.encoding`).
+model's own tokenizers re-tokenise it (:mod:`crslab_mscrs.batches.encoding`).
 
 Text format (shared contract): each turn is prefixed ``"User: "`` (seeker) or
 ``"System: "`` (recommender); turns are joined by the LM's eos token; the reply prompt is

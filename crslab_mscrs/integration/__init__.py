@@ -1,1 +1,0 @@
-"""Glue between CRSLab's own datasets/systems and this plugin's evaluation."""
