@@ -73,10 +73,11 @@ def build_system(opt: dict, data_root=None, save_dir=None, gpu: str = "-1", debu
     from crslab.data import get_dataloader, get_dataset
     from crslab.system import get_system
 
-    from crslab_mscrs import paths
+    from crslab_mscrs import paths, registry
 
     root = paths.resolve_data_root(data_root, opt.get("data_root"))
     paths.set_data_root(root, save_dir or opt.get("save_dir"))
+    registry.register_custom_datasets(root)  # user datasets built under this root (docs/own_data.md)
     opt["data_root"] = str(root)
     config = make_crslab_config(opt, gpu, debug)
     dataset = get_dataset(config, config["tokenize"], restore_data, save_data)

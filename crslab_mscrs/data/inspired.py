@@ -33,16 +33,13 @@ from typing import Dict, List, Optional, Set
 from tqdm import tqdm
 
 from crslab_mscrs.data.build_options import BuildOptions
-from crslab_mscrs.data.copy_mask import build_copy_mask, write_copy_mask
-from crslab_mscrs.data.crslab_format import dataset_version, write_built_marker, write_json
-from crslab_mscrs.data.inspired_kg import InspiredKG, write_inspired_kg
-from crslab_mscrs.data.item_names import inspired_named_entities, write_item_names
+from crslab_mscrs.data.crslab_format import dataset_version
+from crslab_mscrs.data.inspired_kg import InspiredKG
+from crslab_mscrs.data.inspired_layout import ConvertedDataset, write_inspired_layout
+from crslab_mscrs.data.item_names import inspired_named_entities
 from crslab_mscrs.data.jsonl import iter_jsonl
-from crslab_mscrs.data.kg_subset import compact_kg, one_hop_out
 from crslab_mscrs.data.report import SPLITS, BuildReport, SplitCounts
 from crslab_mscrs.data.tokenize import word_tokenize
-from crslab_mscrs.data.vocabularies import build_vocabularies
-from crslab_mscrs.data.word_graph import write_inspired_word_graph
 
 CRSLAB_NAME = "Inspired"
 ROLES = {"SEEKER": "Seeker", "RECOMMENDER": "Recommender"}
@@ -122,48 +119,13 @@ def build_inspired(source_root: Path, data_root: Path, options: Optional[BuildOp
             for i, (line_no, turns) in enumerate(tqdm(iter_jsonl(path, options.split_limit(name)),
                                                       desc=f"INSPIRED {name}", leave=False))]
 
-    token2id, graph = build_vocabularies(splits, options)
-    labelled = {kg.entity2id[m] for convs in splits.values() for conv in convs
-                for utt in conv["dialog"] for m in utt["movies"]}
-    extra_items = sorted(labelled - set(kg.item_ids))
-    kg.item_ids = list(kg.item_ids) + extra_items
-    report.entity_kg["labelled_movies_added_to_items"] = len(extra_items)
-    report.entity_kg["pad_entity_id_0"] = next((u for u, i in kg.entity2id.items() if i == 0), None)
-    if options.compact_kg:
-        seeds = {kg.entity2id[e] for convs in splits.values() for conv in convs
-                 for utt in conv["dialog"] for e in utt["movies"] + utt["entity"]}
-        keep = one_hop_out(kg.subkg, seeds)
-        small = compact_kg(kg.entity2id, kg.subkg, kg.item_ids, keep)
-        if len(small.movie_ids) < options.min_items:
-            raise ValueError(f"compact INSPIRED KG keeps {len(small.movie_ids)} items "
-                             f"(< {options.min_items}): use more conversations")
-        kg = InspiredKG(small.entity2id, small.subkg, small.movie_ids, kg.relation_names)
-        write_json(out_dir / "entity_id_map.json", {str(k): v for k, v in small.new_to_old.items()})
-        report.entity_kg.update({"compact": True, "seed_entities": len(seeds), "kept_entities": len(keep),
-                                 "pad_entity_id_0": None})
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / ".built").unlink(missing_ok=True)
-    (out_dir / "all_data.pkl").unlink(missing_ok=True)
-    for name in SPLITS:
-        write_json(out_dir / f"{name}_data.json", splits[name])
-    write_json(out_dir / "token2id.json", token2id)
-    kg_counts = write_inspired_kg(kg, out_dir)
-    write_inspired_word_graph(graph, out_dir)
     mapping_csv = source_root / "inspired" / "items" / "item_mapping_guess.csv"
     named = inspired_named_entities(converter.movie_names, mapping_csv if mapping_csv.is_file() else None)
-    report.item_names = write_item_names(out_dir, named, kg.entity2id, kg.item_ids)
-    write_copy_mask(data_root, CRSLAB_NAME, build_copy_mask(token2id, graph.word2id, converter.title_tokens))
-    write_built_marker(out_dir, dataset_version("inspired"))
-
-    report.items = len(kg.item_ids)
-    report.entities = len(kg.entity2id)
-    report.token_vocab_size = len(token2id)
     report.entity_linking = {"method": "INSPIRED's own entity_link annotations",
                              "unknown_entity_links": converter.unknown_entities,
                              "entity_mentions": sum(c.entity_mentions for c in report.splits.values())}
-    report.entity_kg.update(kg_counts)
-    report.word_graph = graph.summary()
-    report.elapsed_s = time.perf_counter() - started
-    report.save(out_dir, echo=echo)
+    data = ConvertedDataset(CRSLAB_NAME, dataset_version("inspired"), splits, kg, named, converter.title_tokens)
+    write_inspired_layout(data, out_dir, data_root, options, report, started)
+    if echo:
+        print(report.table())
     return report
