@@ -109,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def validate_args(args: argparse.Namespace) -> Tuple[List[str], List[str], List[int], List[str]]:
     models, datasets, protocols = _csv_list(args.models), _csv_list(args.datasets), _csv_list(args.protocols)
-    for name, values, allowed in (("model", models, MODELS), ("dataset", datasets, DATASETS),
+    from crslab_mscrs import paths
+    from crslab_mscrs.data.custom.feedback import built_user_datasets
+
+    user_datasets = tuple(built_user_datasets(paths.resolve_data_root(args.data_root))) if not args.quick else ()
+    for name, values, allowed in (("model", models, MODELS), ("dataset", datasets, DATASETS + user_datasets),
                                   ("protocol", protocols, RANKING_PROTOCOLS)):
         unknown = [v for v in values if v not in allowed]
         if unknown or not values:
@@ -193,9 +197,13 @@ def load_dataset_context(name: str, data_root: Path, split: str, shared_data: Pa
                         if protocol == "dedup" else "")
                      + (f", {stats.labels_outside_item_set} mentions outside the item set not scored"
                         if stats.labels_outside_item_set else ""))
-    answers = None
+    from crslab_mscrs.data.custom.feedback import FEEDBACK_FILE, load_seeker_feedback
+
+    answers = load_seeker_feedback(directory)  # a user dataset's own feedback (docs/own_data.md)
     raw_path = shared_data / "redial" / "raw" / f"{split}_data.jsonl"
-    if name == "redial" and raw_path.is_file():
+    if answers is not None:
+        notes.append(f"SR/RDL: seeker feedback from `{directory / FEEDBACK_FILE}`")
+    elif name == "redial" and raw_path.is_file():
         uris = inst.load_movie_uris(shared_data / "redial" / "kg" / "id2entity.jsonl")
         answers = inst.seeker_answers(inst.load_jsonl(raw_path), uris, entity2id)
         notes.append(f"SR/RDL: seeker questionnaire from `{raw_path}`")

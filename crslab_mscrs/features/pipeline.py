@@ -128,6 +128,9 @@ class FeaturePipeline:
         e2i, items = self.entity2id_path(), self.item_ids_path()
         if c["user_file"]:
             self._catalogue = cat.load_user_catalogue(c["user_file"], e2i, items, dataset=self.dataset, **kw)
+        elif (self.dataset_dir / "catalogue.jsonl").is_file():  # a user dataset's (docs/own_data.md)
+            self._catalogue = cat.load_user_catalogue(self.dataset_dir / "catalogue.jsonl", e2i, items,
+                                                      dataset=self.dataset, **kw)
         elif self.dataset == "redial":
             base = self.shared / "redial"
             self._catalogue = cat.build_redial_catalogue(

@@ -30,6 +30,7 @@ from crslab_mscrs.data.build_options import BuildOptions
 from crslab_mscrs.data.crslab_format import carve_valid, write_json
 from crslab_mscrs.data.custom.format import (ENTITIES_FILE, INFO_FILE, KG_FILE, SPLIT_FILES, CatalogueItem, Conversation,
                                              CustomFormatError, UserKG, read_catalogue, read_conversations, read_kg)
+from crslab_mscrs.data.custom.feedback import FEEDBACK_FILE
 from crslab_mscrs.data.custom.metadata_kg import kg_summary, metadata_kg
 from crslab_mscrs.data.inspired import InspiredConverter
 from crslab_mscrs.data.inspired_kg import InspiredKG
@@ -38,7 +39,6 @@ from crslab_mscrs.data.item_names import clean_name
 from crslab_mscrs.data.report import SPLITS, BuildReport
 
 CUSTOM_VERSION = "crslab-mscrs-custom-1"
-FEEDBACK_FILE = "seeker_feedback.json"
 CATALOGUE_FILE = "catalogue.jsonl"
 ITEM_ID_MAP_FILE = "item_id_map.json"
 #: CRSLab's own dataset names: a user dataset may not shadow them (compared case-insensitively)
