@@ -116,6 +116,8 @@ def save_graph(graph: Graph, path, inputs: Optional[Mapping] = None, parameters:
 def load_graph(path, expected_inputs: Optional[Mapping] = None, on_stale: str = "raise") -> Graph:
     """Load a graph saved by :func:`save_graph`, checking its manifest first."""
     entry = check_artifact(path, expected_inputs, on_stale)
+    if entry.get("parameters", {}).get("possible_test_leakage"):  # docs/own_data.md (authors' co-occurrence)
+        logger.warning(f"{path}: {entry['parameters'].get('leakage_note', 'may have been built from test labels')}")
     data = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("edge_index", "edge_weight", "num_nodes"):
         if key not in data:

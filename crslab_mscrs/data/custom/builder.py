@@ -24,7 +24,7 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from crslab_mscrs.data.build_options import BuildOptions
 from crslab_mscrs.data.crslab_format import carve_valid, write_json
@@ -105,8 +105,10 @@ def read_splits(source: Path, catalogue, known_entities, options: BuildOptions, 
 
 
 def build_custom(source: Path, data_root: Path, name: str, options: Optional[BuildOptions] = None,
-                 echo: bool = True) -> BuildReport:
+                 echo: bool = True, source_label: Optional[str] = None, notes: Sequence[str] = ()) -> BuildReport:
     """Build ``<data_root>/dataset/<name lower>/nltk`` (+ KGSF copy mask) from a user dataset folder.
+
+    ``source_label`` (default: the folder) is recorded as the source; ``notes`` go into the report.
 
     Returns the :class:`BuildReport` (also saved as ``build_report.json``/``.txt``).
     """
@@ -131,7 +133,8 @@ def build_custom(source: Path, data_root: Path, name: str, options: Optional[Bui
     raw = read_splits(source, catalogue, set(kg.entity2id), options, carve)
 
     report = BuildReport(dataset=name, output_dir=str(out_dir.relative_to(data_root)),
-                         settings={**options.as_dict(), **carve, "source": str(source.resolve())})
+                         settings={**options.as_dict(), **carve, "source": source_label or str(source.resolve())})
+    report.notes.extend(notes)
     converter = InspiredConverter(kg.entity2id, report)
     splits = {split: [converter.convert(_as_turns(conv, catalogue), conv.conv_id, conv.where, report.splits[split],
                                         collect_titles=split == "train") for conv in raw[split]]
@@ -150,7 +153,7 @@ def build_custom(source: Path, data_root: Path, name: str, options: Optional[Bui
 
     def extra_files(staging: Path, written: InspiredKG) -> None:
         write_json(staging / INFO_FILE, {"crslab_name": name, "version": CUSTOM_VERSION, "layout": "inspired",
-                                         "kg": kg_source, "source": str(source.resolve())}, compact=False)
+                                         "kg": kg_source, "source": report.settings["source"]}, compact=False)
         write_json(staging / ITEM_ID_MAP_FILE, {i: written.entity2id[c.entity] for i, c in catalogue.items()
                                                 if c.entity in written.entity2id})
         write_catalogue(staging / CATALOGUE_FILE, catalogue, written.entity2id)
