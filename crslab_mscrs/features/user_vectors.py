@@ -232,6 +232,10 @@ def check_user_vectors(out_dir, modality: str) -> dict:
     if entry is None:
         raise FileNotFoundError(f"{out_dir / storage.MANIFEST_NAME}: no entry for {feat_path.name}")
     params = entry.get("parameters", {})
+    if "source_files" not in params:
+        raise ValueError(f"{feat_path} was not made from user vectors (encoder "
+                         f"{entry.get('encoder', {}).get('name') or entry.get('encoder', {}).get('model')}); "
+                         "the feature pipeline checks its own files (data_prep/features.py)")
     dataset_dir = Path(params.get("dataset_dir", ""))
     expected = {name: Path(p) for name, p in params.get("source_files", {}).items()}
     expected.update({"entity2id": dataset_dir / "entity2id.json", "item_ids": dataset_dir / "movie_ids.json"})
