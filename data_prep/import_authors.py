@@ -29,6 +29,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--name", help="dataset: the CRSLab name to build their data under")
     parser.add_argument("--data-root", default=None, help="data root (default: $CRSLAB_MSCRS_DATA or ./data)")
     parser.add_argument("--k", type=int, default=20, help="kNN neighbours (paper code: 20 ReDial, 10 INSPIRED)")
+    parser.add_argument("--out-dir", default=None,
+                        help="features folder (default <data_root>/features/<dataset>; point the config's "
+                             "features_dir at another one to keep both)")
     parser.add_argument("--cooccurrence", default="rebuild", choices=("rebuild", "authors", "skip"),
                         help="rebuild from our train split (default), import theirs (flagged), or leave as is")
     parser.add_argument("--modalities", default="text,image", help="comma list of text,image")
@@ -53,7 +56,7 @@ def main(argv=None) -> int:
                 return 2
             modalities = [m for m in args.modalities.split(",") if m]
             report = import_authors_features(args.authors_dir, paths.dataset_dir(args.dataset, root=root),
-                                             paths.features_dir(args.dataset, root), k=args.k,
+                                             args.out_dir or paths.features_dir(args.dataset, root), k=args.k,
                                              cooccurrence=args.cooccurrence, modalities=modalities,
                                              dataset=args.dataset, data_root=root)
             print(json.dumps(report, indent=2, ensure_ascii=False, default=str))

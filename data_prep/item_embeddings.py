@@ -32,6 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=20, help="neighbours per item (paper: 20 ReDial, 10 INSPIRED)")
     parser.add_argument("--data-root", default=None, help="data root (default: $CRSLAB_MSCRS_DATA or ./data)")
     parser.add_argument("--encoder-name", default="user-supplied", help="recorded in the manifest")
+    parser.add_argument("--out-dir", default=None,
+                        help="features folder (default <data_root>/features/<dataset>; point the config's "
+                             "features_dir at another one to keep both)")
     parser.add_argument("--check", action="store_true", help="only check the saved files against their inputs")
     return parser.parse_args(argv)
 
@@ -43,7 +46,7 @@ def main(argv=None) -> int:
     from crslab_mscrs.graphs.storage import StaleArtifactError
 
     root = paths.resolve_data_root(args.data_root)
-    out_dir = paths.features_dir(args.dataset, root)
+    out_dir = Path(args.out_dir) if args.out_dir else paths.features_dir(args.dataset, root)
     try:
         if args.check:
             check_user_vectors(out_dir, args.modality)
