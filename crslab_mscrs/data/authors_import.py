@@ -36,8 +36,8 @@ from typing import Dict, List, Optional
 
 import torch
 
-from crslab_mscrs.data.custom.format import ENTITIES_FILE, ITEMS_FILE, KG_FILE, SPLIT_FILES
-from crslab_mscrs.data.inspired_kg import SELF_LOOP_NAMES
+from crslab_mscrs.data.custom.format import SPLIT_FILES, write_uri_dataset
+from crslab_mscrs.data.inspired_kg import named_triples
 from crslab_mscrs.data.jsonl import iter_jsonl
 from crslab_mscrs.features import user_vectors as uv
 
@@ -204,8 +204,6 @@ def conversations_from_turns(path: Path, id2uri: Dict[int, str], item_set: set) 
 
 def authors_folder_to_user_format(authors_dir, out_folder, turns_pattern: Optional[str] = None) -> Path:
     """Write their KG + turn records as a bring-your-own-data folder (items, kg.tsv, entities.txt, splits)."""
-    from crslab_mscrs.features.catalogue import title_from_uri
-
     authors_dir, out_folder = Path(authors_dir), Path(out_folder)
     entity2id = _load_json(authors_dir / "entity2id.json", "entity ids")
     relation2id = _load_json(authors_dir / "relation2id.json", "relation ids")
@@ -213,35 +211,15 @@ def authors_folder_to_user_format(authors_dir, out_folder, turns_pattern: Option
     item_ids = _load_json(authors_dir / "item_ids.json", "item ids")
     id2uri = {int(i): uri for uri, i in entity2id.items()}
     id2rel = {int(i): rel for rel, i in relation2id.items()}
+    subkg = {head: [[int(rel), int(tail)] for rel, tail in edges] for head, edges in subkg.items()}
     unknown_items = [i for i in item_ids if int(i) not in id2uri]
     if unknown_items:
         raise ValueError(f"{authors_dir / 'item_ids.json'}: ids {unknown_items[:5]} are not in entity2id.json")
-    out_folder.mkdir(parents=True, exist_ok=True)
     item_uris = [id2uri[int(i)] for i in dict.fromkeys(item_ids)]
-    with (out_folder / ITEMS_FILE).open("w", encoding="utf-8") as handle:
-        for uri in item_uris:
-            handle.write(json.dumps({"id": uri, "uri": uri, "name": title_from_uri(uri)[0] or uri},
-                                    ensure_ascii=False) + "\n")
-    (out_folder / ENTITIES_FILE).write_text("".join(f"{id2uri[i]}\n" for i in sorted(id2uri)), encoding="utf-8")
-    with (out_folder / KG_FILE).open("w", encoding="utf-8") as handle:
-        for head, edges in subkg.items():
-            for rel, tail in edges:
-                if int(head) not in id2uri or int(tail) not in id2uri:
-                    raise ValueError(f"{authors_dir / 'dbpedia_subkg.json'}: edge {head} -> {tail} names an entity "
-                                     "missing from entity2id.json (an edge to nowhere)")
-                if int(rel) not in id2rel:
-                    raise ValueError(f"{authors_dir / 'dbpedia_subkg.json'}: head {head} uses relation id {rel} "
-                                     "missing from relation2id.json")
-                if id2rel[int(rel)] in SELF_LOOP_NAMES:
-                    continue
-                handle.write(f"{id2uri[int(head)]}\t{id2rel[int(rel)]}\t{id2uri[int(tail)]}\n")
-    item_set = set(item_uris)
-    for split, file_name in SPLIT_FILES.items():
-        conversations = conversations_from_turns(_turn_file(authors_dir, split, turns_pattern), id2uri, item_set)
-        with (out_folder / file_name).open("w", encoding="utf-8") as handle:
-            for conv in conversations:
-                handle.write(json.dumps(conv, ensure_ascii=False) + "\n")
-    return out_folder
+    splits = {split: conversations_from_turns(_turn_file(authors_dir, split, turns_pattern), id2uri, set(item_uris))
+              for split in SPLIT_FILES}
+    return write_uri_dataset(out_folder, id2uri, item_uris,
+                             named_triples(id2uri, subkg, id2rel, str(authors_dir / "dbpedia_subkg.json")), splits)
 
 
 def build_dataset_from_authors(authors_dir, data_root, name: str, options=None, turns_pattern=None, echo=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterator, List, Tuple
 
 from crslab_mscrs.data.crslab_format import write_json
 
@@ -32,26 +32,35 @@ class InspiredKG:
                    {idx: rel for rel, idx in relation2id.items()})
 
 
+def named_triples(id2entity: Dict[int, str], subkg: Dict[str, List[List[int]]], relation_names: Dict[int, str],
+                  source: str = "INSPIRED dbpedia_subkg.json") -> Iterator[Tuple[str, str, str]]:
+    """``(head, relation, tail)`` names of ``{head id: [[relation id, tail id]]}``, self loops left out
+    (CRSLab's loaders add their own); an unknown relation or entity id is an error naming ``source``."""
+    for head, pairs in subkg.items():
+        for rel, tail in pairs:
+            name = relation_names.get(rel)
+            if name is None:
+                raise ValueError(f"{source}: head {head} uses relation id {rel} missing from relation2id.json")
+            if int(head) not in id2entity or int(tail) not in id2entity:
+                raise ValueError(f"{source}: edge {head} -> {tail} names an entity id missing from entity2id.json "
+                                 "(an edge to nowhere)")
+            if name not in SELF_LOOP_NAMES:
+                yield id2entity[int(head)], name, id2entity[int(tail)]
+
+
 def write_inspired_kg(kg: InspiredKG, out_dir: Path) -> dict:
     """``entity2id.json``, ``movie_ids.json`` and ``dbpedia_subkg.txt``
-    (``head_uri\\trelation\\ttail_uri``; self loops left to CRSLab's loader). Returns counts."""
+    (``head_uri\trelation\ttail_uri``; self loops left to CRSLab's loader). Returns counts."""
     id2entity = {idx: uri for uri, idx in kg.entity2id.items()}
     write_json(out_dir / "entity2id.json", kg.entity2id)
     write_json(out_dir / "movie_ids.json", kg.item_ids)
     edges = 0
     relations = set()
     with (Path(out_dir) / "dbpedia_subkg.txt").open("w", encoding="utf-8") as handle:
-        for head, pairs in kg.subkg.items():
-            for rel, tail in pairs:
-                name = kg.relation_names.get(rel)
-                if name is None:
-                    raise KeyError(f"INSPIRED dbpedia_subkg.json: head {head} uses relation id {rel} "
-                                   "missing from relation2id.json")
-                if name in SELF_LOOP_NAMES:
-                    continue
-                handle.write(f"{id2entity[int(head)]}\t{name}\t{id2entity[int(tail)]}\n")
-                edges += 1
-                relations.add(name)
+        for head, name, tail in named_triples(id2entity, kg.subkg, kg.relation_names):
+            handle.write(f"{head}\t{name}\t{tail}\n")
+            edges += 1
+            relations.add(name)
     if edges == 0:
         raise ValueError("INSPIRED KG has no edge left to write (CRSLab's R-GCN needs edges)")
     return {"edges_written": edges, "relations": len(relations)}

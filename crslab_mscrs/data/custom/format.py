@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from crslab_mscrs.data.jsonl import JsonlFormatError, iter_jsonl
+
 ITEMS_FILE = "items.jsonl"
 INFO_FILE = "dataset_info.json"  # written into the BUILT folder (registration descriptor)
 KG_FILE = "kg.tsv"
@@ -84,17 +86,13 @@ def _records(path: Path):
     """``(line_no, dict)`` of a JSONL file; malformed JSON or a non-object is an error."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found")
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise CustomFormatError(path, line_no, f"malformed JSON ({err.msg} at column {err.colno})") from None
+    try:
+        for line_no, value in iter_jsonl(path):
             if not isinstance(value, dict):
                 raise CustomFormatError(path, line_no, f"expected a JSON object, got {type(value).__name__}")
             yield line_no, value
+    except JsonlFormatError as err:
+        raise CustomFormatError(path, err.line_no, str(err).split(": ", 1)[1]) from None
 
 
 def _unknown_keys(path, line_no, record: dict, known: set, what: str) -> None:
@@ -285,3 +283,28 @@ def read_kg(folder: Path, catalogue: Dict[str, CatalogueItem]) -> Optional[UserK
     entities = [item.entity for item in catalogue.values()]
     entities += [name for name in order if name not in item_entities]
     return UserKG(entities, triples, False)
+
+
+
+def write_uri_dataset(folder: Path, id2uri: Dict[int, str], item_uris: List[str], triples,
+                      splits: Dict[str, List[dict]]) -> Path:
+    """A user-format folder for a dataset whose entities are URIs (what the INSPIRED and the
+    authors' converters write): ``items.jsonl`` (id = uri = the URI, name from the URI),
+    ``entities.txt`` (id order), ``kg.tsv`` and ``{split}.jsonl`` (``splits``: split -> conversations)."""
+    from crslab_mscrs.features.catalogue import title_from_uri
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ITEMS_FILE).open("w", encoding="utf-8") as handle:
+        for uri in item_uris:
+            handle.write(json.dumps({"id": uri, "uri": uri, "name": title_from_uri(uri)[0] or uri},
+                                    ensure_ascii=False) + "\n")
+    (folder / ENTITIES_FILE).write_text("".join(f"{id2uri[i]}\n" for i in sorted(id2uri)), encoding="utf-8")
+    with (folder / KG_FILE).open("w", encoding="utf-8") as handle:
+        for head, relation, tail in triples:
+            handle.write(f"{head}\t{relation}\t{tail}\n")
+    for split, conversations in splits.items():
+        with (folder / SPLIT_FILES[split]).open("w", encoding="utf-8") as handle:
+            for conv in conversations:
+                handle.write(json.dumps(conv, ensure_ascii=False) + "\n")
+    return folder
