@@ -16,7 +16,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["crslab_mscrs", "crslab_mscrs.*"]),
     include_package_data=True,
-    package_data={"crslab_mscrs": ["sample/**/*", "sample/*"]},
+    package_data={"crslab_mscrs": ["sample/**/*", "sample/*", "examples/minifilms/*"]},
     install_requires=[
         "torch>=2.1",
         "torchvision",
