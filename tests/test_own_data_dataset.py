@@ -3,6 +3,7 @@ CRSLab loading the result under the user's name."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import crslab_mscrs  # noqa: F401  (compat + registration first)
@@ -72,6 +73,10 @@ def test_builds_crslab_format_with_a_kg_from_metadata_and_loads_in_crslab(tmp_pa
     feedback = json.loads((out / "seeker_feedback.json").read_text())
     assert feedback["test-1"] == {str(entity2id["item:m5"]): {"seen": 0, "liked": 1}}
     assert json.loads((out / "item_id_map.json").read_text())["m4"] == entity2id["item:m4"]
+    mask_dir = tmp_path / "root" / "model" / "kgsf" / "TinyShop"
+    assert np.load(mask_dir / "copy_mask.npy").shape == (len(json.loads((out / "token2id.json").read_text())),)
+    assert (mask_dir / ".built").read_text().splitlines()[1] == (out / ".built").read_text().splitlines()[1]
+    assert not (out / ".kgsf_root").exists()
 
     data_root_at(tmp_path / "root")
     assert registry.register_custom_datasets(tmp_path / "root") == ["TinyShop"]
@@ -146,6 +151,27 @@ def test_a_failed_first_build_leaves_nothing_that_looks_built(tmp_path, monkeypa
         build_custom(source, tmp_path / "root", "Shop", OPTIONS, echo=False)
     folder = tmp_path / "root" / "dataset" / "shop"
     assert not (folder / "nltk").exists() and list(folder.iterdir()) == []
+
+
+def test_a_failure_at_the_last_step_keeps_the_previous_dataset_and_copy_mask(tmp_path, monkeypatch):
+    from crslab_mscrs.data import inspired_layout
+
+    source = tiny_dataset(tmp_path / "src")
+    build_custom(source, tmp_path / "root", "Shop", OPTIONS, echo=False)
+    out, mask = custom_dataset_dir(tmp_path / "root", "Shop"), tmp_path / "root/model/kgsf/Shop/copy_mask.npy"
+    before = {path: path.read_bytes() for path in (out / "train_data.json", out / "token2id.json", mask)}
+    rows = [json.loads(line) for line in (source / "train.jsonl").read_text().splitlines()]
+    rows[0]["messages"][0]["text"] = "completely different words: zebra xylophone quasar"
+    write_jsonl(source / "train.jsonl", rows)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(inspired_layout, "write_built_marker", broken)
+    with pytest.raises(OSError, match="disk full"):
+        build_custom(source, tmp_path / "root", "Shop", OPTIONS, echo=False)
+    assert {path: path.read_bytes() for path in before} == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["nltk"]
 
 
 def test_names_and_missing_valid_split(tmp_path):

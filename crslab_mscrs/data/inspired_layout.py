@@ -8,9 +8,10 @@ reads (``{split}_data.json``, ``token2id.json``, ``entity2id.json``, ``movie_ids
 ``dbpedia_subkg.txt``, ``word2id.json``, ``concept_subkg.txt``), ``item_names.json``, the
 KGSF copy mask, the build report and the ``.built`` marker.
 
-Nothing half-built looks complete: the folder is written as ``.<name>.building-<pid>``
-beside its final place and renamed into place only after every file (``.built`` last) is
-there; a failed build removes the staging folder and leaves any previous build untouched.
+Nothing half-built looks complete: the folder (and the KGSF copy mask) is written as
+``.<name>.building-<pid>`` beside its final place and renamed into place only after every
+file (``.built`` last) is there; a failed build removes the staging folder and leaves any
+previous build, copy mask included, untouched.
 """
 from __future__ import annotations
 
@@ -46,6 +47,14 @@ class ConvertedDataset:
 def staging_dir(out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     return out_dir.parent / f".{out_dir.name}.building-{os.getpid()}"
+
+
+def _replace(source: Path, target: Path) -> None:
+    """Put the finished folder ``source`` at ``target`` (an older ``target`` is removed first)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(source, target)
 
 
 def write_inspired_layout(data: ConvertedDataset, out_dir: Path, data_root: Path, options: BuildOptions,
@@ -87,7 +96,8 @@ def write_inspired_layout(data: ConvertedDataset, out_dir: Path, data_root: Path
         report.item_names = write_item_names(staging, data.named, kg.entity2id, kg.item_ids)
         if extra_files is not None:
             extra_files(staging, kg)
-        write_copy_mask(data_root, data.crslab_name, build_copy_mask(token2id, graph.word2id, data.title_tokens))
+        staged_root = staging / ".kgsf_root"  # the copy mask is staged too, then moved beside the data
+        write_copy_mask(staged_root, data.crslab_name, build_copy_mask(token2id, graph.word2id, data.title_tokens))
         report.items = len(kg.item_ids)
         report.entities = len(kg.entity2id)
         report.token_vocab_size = len(token2id)
@@ -95,9 +105,9 @@ def write_inspired_layout(data: ConvertedDataset, out_dir: Path, data_root: Path
         report.elapsed_s = time.perf_counter() - started
         report.save(staging, echo=False)
         write_built_marker(staging, data.version)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
+        _replace(staged_root / "model" / "kgsf" / data.crslab_name, data_root / "model" / "kgsf" / data.crslab_name)
+        shutil.rmtree(staged_root)
+        _replace(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

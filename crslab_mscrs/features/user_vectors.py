@@ -196,14 +196,15 @@ def save_vectors_and_graph(features: torch.Tensor, missing: torch.Tensor, covera
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
     out_dir = Path(out_dir)
     feat_path = out_dir / f"{modality}_features.pt"
+    # the graph is computed before anything is written: a failure leaves the previous pair untouched
+    graph = build_knn_graph(features, ids.item_ids, ids.n_entity, k, missing_mask=missing,
+                            block_memory_mb=block_memory_mb, method=method, show_progress=False)
     recorded = {name: str(value) if isinstance(value, Path) else value for name, value in inputs.items()}
     storage.save_features(feat_path, ids.item_ids, features, missing,
                           inputs={**inputs, "entity2id": ids.directory / "entity2id.json",
                                   "item_ids": ids.directory / "movie_ids.json"},
                           parameters={"source_files": recorded, "dataset_dir": str(ids.directory)},
                           encoder=encoder, counts=coverage)
-    graph = build_knn_graph(features, ids.item_ids, ids.n_entity, k, missing_mask=missing,
-                            block_memory_mb=block_memory_mb, method=method, show_progress=False)
     graph_path = out_dir / f"{modality}_knn_graph.pt"
     storage.save_graph(graph, graph_path, inputs={"features": feat_path},
                        parameters={"k": k, "weight": "cosine", "min_similarity": 0.0,
