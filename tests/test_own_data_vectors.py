@@ -197,3 +197,39 @@ def test_a_dataset_with_exactly_the_authors_splits(built, tmp_path):
     kg = (out / "dbpedia_subkg.txt").read_text().splitlines()
     assert sorted(kg) == ["item:m0\tgenre\tgenre:Comedy", "item:m1\tgenre\tgenre:Drama"]  # self loop left out
     assert any("MSCRS authors' folder" in note for note in report.notes)
+
+
+def test_the_documented_scripts(built, tmp_path, capsys):
+    """data_prep/item_embeddings.py and data_prep/import_authors.py as docs/own_data.md runs them."""
+    import importlib.util
+    from pathlib import Path
+
+    def script(name):
+        spec = importlib.util.spec_from_file_location(f"data_prep_{name}",
+                                                      Path(__file__).resolve().parents[1] / "data_prep" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    root = tmp_path / "root"
+    (tmp_path / "emb.json").write_text(json.dumps({f"m{i}": _vectors(9)[i].tolist() for i in range(9)}))
+    embeddings = script("item_embeddings")
+    assert embeddings.main(["--dataset", "VecShop", "--modality", "image", "--vectors", str(tmp_path / "emb.json"),
+                            "--key", "item_id", "--k", "3", "--data-root", str(root)]) == 0
+    assert (root / "features/vecshop/image_knn_graph.pt").is_file()
+    assert embeddings.main(["--dataset", "VecShop", "--modality", "image", "--check", "--data-root", str(root)]) == 0
+    (tmp_path / "emb.json").write_text(json.dumps({"m0": [1.0, 2.0], "m1": [3.0]}))
+    assert embeddings.main(["--dataset", "VecShop", "--modality", "image", "--vectors", str(tmp_path / "emb.json"),
+                            "--key", "item_id", "--data-root", str(root)]) == 2
+    assert "emb.json['m1']: vector of size 1" in capsys.readouterr().err
+
+    authors = tmp_path / "authors"
+    authors_folder(authors, json.loads((built / "entity2id.json").read_text()))
+    importer = script("import_authors")
+    assert importer.main(["features", "--authors-dir", str(authors), "--dataset", "VecShop", "--k", "3",
+                          "--cooccurrence", "authors", "--data-root", str(root)]) == 0
+    captured = capsys.readouterr()
+    assert '"items_matched": 7' in captured.out and "WARNING: co-occurrence graph imported" in captured.err
+    assert importer.main(["dataset", "--authors-dir", str(authors), "--name", "FromAuthors",
+                          "--word-min-pair-count", "1", "--data-root", str(root)]) == 0
+    assert (root / "dataset/fromauthors/nltk/.built").is_file()
