@@ -108,6 +108,9 @@ def _str_list(path, line_no, value, key: str) -> List[str]:
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise CustomFormatError(path, line_no, f"key '{key}' must be a list of non-empty strings, got {value!r}")
+    bad = [v for v in value if "\t" in v or "\n" in v]
+    if bad:
+        raise CustomFormatError(path, line_no, f"key '{key}': {bad[0]!r} contains a tab or a line break")
     return [v.strip() for v in value]
 
 
@@ -131,8 +134,9 @@ def read_catalogue(folder: Path) -> Dict[str, CatalogueItem]:
         if year is not None and (not isinstance(year, int) or isinstance(year, bool)):
             raise CustomFormatError(path, line_no, f"item {item_id!r}: key 'year' must be an integer, got {year!r}")
         entity = record.get("uri") or f"item:{item_id}"
-        if not isinstance(entity, str):
-            raise CustomFormatError(path, line_no, f"item {item_id!r}: key 'uri' must be a string")
+        if not isinstance(entity, str) or "\t" in entity or "\n" in entity:
+            raise CustomFormatError(path, line_no, f"item {item_id!r}: key 'uri' must be a string without tabs "
+                                                   f"or line breaks, got {entity!r}")
         if entity in entities:
             raise CustomFormatError(path, line_no, f"item {item_id!r}: uri {entity!r} is already item "
                                                    f"{entities[entity]!r}")
@@ -208,8 +212,10 @@ def read_conversations(path: Path, split: str, catalogue: Dict[str, CatalogueIte
             if known_entities is not None:
                 for entity in entities:
                     if entity not in known_entities:
+                        typed = sorted(e for e in known_entities if e.endswith(f":{entity}"))[:3]
+                        hint = f"; did you mean {typed}?" if typed else ""
                         raise CustomFormatError(path, line_no, f"{where}.entities: unknown entity {entity!r} "
-                                                               "(not in the KG)")
+                                                               f"(not in the KG){hint}")
             messages.append(Message(role, text, items, entities))
         feedback_raw = record.get("feedback") or {}
         if not isinstance(feedback_raw, dict):
