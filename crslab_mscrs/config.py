@@ -40,7 +40,7 @@ COMMON_KEYS = {
 STAGE_KEYS = {
     "epoch", "batch_size", "optimizer", "lr_scheduler", "early_stop", "stop_mode", "impatience",
     "gradient_clip", "update_freq", "warmup_steps", "gradient_accumulation_steps", "eval_batch_size",
-    "max_steps", "time_limit_min", "checkpoint_every_min", "log_every", "validate",
+    "max_batches_per_epoch", "max_steps", "time_limit_min", "checkpoint_every_min", "log_every", "validate",
 }
 STAGE_SECTIONS = ("pretrain", "rec", "conv", "policy")
 

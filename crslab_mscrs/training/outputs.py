@@ -1,4 +1,6 @@
-"""Test outputs of a run: ``rankings.jsonl`` (per recommendation turn) and ``metrics.json``.
+"""Test outputs of a run: ``rankings.jsonl`` (per recommendation turn), ``metrics.json`` and
+``test_replies.jsonl``, in the run folder and (``rankings_out`` / ``metrics_out``) where the
+config asks (:class:`RunOutputs`).
 
 ``rankings.jsonl`` follows the schema of :mod:`crslab_mscrs.evaluation.rankings` (one line
 per test recommendation turn: ``conv_id``, ``turn_index``, ``ranked_items`` = top item
@@ -8,12 +10,50 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from loguru import logger
 
 TurnKey = Tuple[str, int]
+
+
+class RunOutputs:
+    """Writes the outputs of one run (``settings``: :class:`~.settings.RunSettings`;
+    ``device_summary``: where the run trained, for ``metrics.json``)."""
+
+    def __init__(self, settings, ranking_depth: int, device_summary: Callable[[], dict]):
+        self.settings, self.run_dir = settings, Path(settings.run_dir)
+        self.ranking_depth, self.device_summary = ranking_depth, device_summary
+
+    def write_rankings(self, rankings: Dict[TurnKey, List[int]]) -> None:
+        write_rankings_file(self.run_dir / "rankings.jsonl", rankings, self.ranking_depth)
+        if self.settings.rankings_out:
+            write_rankings_file(self.settings.rankings_out, rankings, self.ranking_depth)
+
+    def copy_rankings_if_missing(self) -> None:
+        """A resumed run whose rec stage finished earlier still delivers ``rankings_out``."""
+        source, target = self.run_dir / "rankings.jsonl", self.settings.rankings_out
+        if target and source.is_file() and not Path(target).is_file():
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+
+    def write_metrics(self, results: Dict[str, dict]) -> None:
+        metrics = {"model": self.settings.model_name, "dataset": self.settings.dataset, "seed": self.settings.seed,
+                   "device": self.device_summary(), "stages": results}
+        write_metrics_file(self.run_dir / "metrics.json", metrics)
+        if self.settings.metrics_out:
+            write_metrics_file(self.settings.metrics_out, metrics)
+
+    def write_replies(self, replies: List[dict]) -> Path:
+        """``test_replies.jsonl``: one generated reply per test recommender turn."""
+        path = self.run_dir / "test_replies.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as handle:
+            for reply in replies:
+                handle.write(json.dumps(reply) + "\n")
+        return path
 
 
 def write_rankings_file(path, rankings: Dict[TurnKey, List[int]], depth: int) -> int:
