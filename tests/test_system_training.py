@@ -393,6 +393,7 @@ def test_generated_slots_are_filled_with_the_recommenders_top_items(full_run, mo
 
     monkeypatch.setattr(system, "step", spying_step)
     replies = system.generation.generate_replies(loader, batch_size=8)
+    assert system.item_names is system.train_dataloader.item_names  # one resolver: masking and filling
     assert [r["raw"] for r in replies] == scripted
     assert sum(ranked_rows) == len(range(0, n_rows, 2))  # only the replies with slots were ranked
     for i, reply in enumerate(replies):

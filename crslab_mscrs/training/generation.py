@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from math import ceil
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from loguru import logger
@@ -145,3 +145,20 @@ class Generation:
                 batch = loader.generation_batchify([rows[i] for i in chunk])
                 top.update(zip(chunk, system.evaluation.top_items(batch, k)))
         return top
+
+
+def refill_replies(rows: List[dict], item_names, placeholder: str) -> Tuple[List[dict], int, int]:
+    """Fill the slots of stored ``test_replies.jsonl`` rows again from their ``raw`` reply and
+    ``top_items`` (e.g. after a fix of the item names). A row with more slots than stored
+    items (only the top 3 are stored) is kept as it is. Returns ``(rows, changed, kept)``."""
+    out, changed, kept = [], 0, 0
+    for row in rows:
+        if row["n_slots"] > len(row["top_items"]):
+            out.append(row)
+            kept += 1
+            continue
+        filled = {**row, **fill_reply(row["raw"], row["top_items"], item_names, placeholder)}
+        filled["top_items"] = row["top_items"]
+        changed += filled["reply"] != row["reply"]
+        out.append(filled)
+    return out, changed, kept
