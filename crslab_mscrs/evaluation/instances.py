@@ -219,16 +219,9 @@ MOVIE_MENTION = re.compile(r"@(\d+)")
 
 def load_jsonl(path: Union[str, Path]) -> List[dict]:
     """Read a JSON-lines file; errors name ``file:line``."""
-    path = Path(path)
-    rows = []
-    with path.open("r", encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
-    return rows
+    from crslab_mscrs.data.jsonl import read_jsonl
+
+    return read_jsonl(path)
 
 
 def load_movie_uris(path: Union[str, Path]) -> Dict[str, str]:

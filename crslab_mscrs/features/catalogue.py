@@ -380,8 +380,9 @@ def load_user_catalogue(path, entity2id, item_ids, dataset: str = "custom", post
     item_ids = load_item_ids(item_ids, entity2id)
     uris = _uri_items(entity2id, item_ids)
     if path.suffix.lower() in (".jsonl", ".json"):
-        with open(path, encoding="utf-8") as handle:
-            records = [(n, json.loads(line)) for n, line in enumerate(handle, 1) if line.strip()]
+        from crslab_mscrs.data.jsonl import iter_jsonl
+
+        records = list(iter_jsonl(path))
         columns = set().union(*(r.keys() for _, r in records)) if records else set()
     else:
         rows = _read_csv(path)

@@ -4,7 +4,8 @@ config asks (:class:`RunOutputs`).
 
 ``rankings.jsonl`` follows the schema of :mod:`crslab_mscrs.evaluation.rankings` (one line
 per test recommendation turn: ``conv_id``, ``turn_index``, ``ranked_items`` = top item
-entity ids, best first) and is written with its writer, which validates every line.
+entity ids, best first) and is written with its ``write_rankings_file``, which validates
+every line.
 """
 from __future__ import annotations
 
@@ -28,9 +29,12 @@ class RunOutputs:
         self.ranking_depth, self.device_summary = ranking_depth, device_summary
 
     def write_rankings(self, rankings: Dict[TurnKey, List[int]]) -> None:
-        write_rankings_file(self.run_dir / "rankings.jsonl", rankings, self.ranking_depth)
-        if self.settings.rankings_out:
-            write_rankings_file(self.settings.rankings_out, rankings, self.ranking_depth)
+        from crslab_mscrs.evaluation.rankings import write_rankings_file
+
+        for path in [self.run_dir / "rankings.jsonl"] + ([self.settings.rankings_out] if self.settings.rankings_out
+                                                         else []):
+            count = write_rankings_file(path, rankings, self.ranking_depth)
+            logger.info(f"[Wrote {count} test rankings to {path}]")
 
     def copy_rankings_if_missing(self) -> None:
         """A resumed run whose rec stage finished earlier still delivers ``rankings_out``."""
@@ -54,17 +58,6 @@ class RunOutputs:
             for reply in replies:
                 handle.write(json.dumps(reply) + "\n")
         return path
-
-
-def write_rankings_file(path, rankings: Dict[TurnKey, List[int]], depth: int) -> int:
-    """Write ``{(conv_id, turn_index): ranked entity ids}`` as ``rankings.jsonl``."""
-    from crslab_mscrs.evaluation.rankings import RankingRecord, write_rankings
-
-    records = [RankingRecord(conv_id, int(turn_index), tuple(int(i) for i in items[:depth]))
-               for (conv_id, turn_index), items in sorted(rankings.items())]
-    count = write_rankings(path, records, min_length=depth)
-    logger.info(f"[Wrote {count} test rankings to {path}]")
-    return count
 
 
 def write_metrics_file(path, metrics: dict) -> None:
