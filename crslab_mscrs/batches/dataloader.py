@@ -5,7 +5,7 @@ Input: the samples of CRSLab's ReDial / INSPIRED datasets (one per turn after th
 ``items``, ``role`` and, from :mod:`crslab_mscrs.compat.conversation_tags`,
 ``conv_id`` / ``turn_index`` (derived when absent: ``turn_index = len(context_tokens)``).
 
-Tasks (batch keys: see the shared model contract, ``crslab_mscrs/model/CONTRACT.md``):
+Tasks (batch keys, shapes and padding: :mod:`crslab_mscrs.batches.contract`):
 
 - ``pretrain``: EVERY turn; input = context + response (so its recall is inflated by
   design); one row per target = items of the response + entities first mentioned in it
@@ -40,6 +40,8 @@ from loguru import logger
 from tqdm import tqdm
 
 from crslab_mscrs.batches.collate import pad_entities, pad_ids, pad_labels, stack_labels
+from crslab_mscrs.batches.contract import (ConvBatch, GenerationBatch, LiveBatch, ModelInputs, PretrainBatch,
+                                          RecBatch, RecEvalBatch, TurnMeta)
 from crslab_mscrs.batches.encoding import IGNORE_INDEX, DialogueEncoder
 from crslab_mscrs.batches.movie_mentions import MaskStats, mask_movie_mentions
 from crslab_mscrs.batches.source_text import MergedTurn, SplitText, match_split, turn_ids
@@ -322,7 +324,7 @@ class MSCRSDataLoader(BaseDataLoader):
         self._features[key] = feature
         return feature
 
-    def _common(self, features: Sequence[dict], left: bool) -> dict:
+    def _common(self, features: Sequence[dict], left: bool) -> ModelInputs:
         enc = self.encoder
         input_ids, attention_mask = pad_ids([f["lm"] for f in features], enc.lm_pad_id, left=left)
         prompt_ids, prompt_mask = pad_ids([f["prompt"] for f in features], enc.text_pad_id, left=False)
@@ -331,7 +333,7 @@ class MSCRSDataLoader(BaseDataLoader):
                 "prompt_input_ids": prompt_ids, "prompt_attention_mask": prompt_mask,
                 "entity_ids": entity_ids, "entity_mask": entity_mask}
 
-    def _meta(self, indices: Sequence[int]) -> dict:
+    def _meta(self, indices: Sequence[int]) -> TurnMeta:
         turns = [self.turns[i] for i in indices]
         return {"conv_ids": [t.conv_id for t in turns], "turn_indices": [t.turn_index for t in turns],
                 "items": [list(t.items) for t in turns], "references": [t.response for t in turns],
@@ -339,33 +341,33 @@ class MSCRSDataLoader(BaseDataLoader):
                 "context_entities": [list(t.context_entities) for t in turns]}
 
     # -- batch functions -------------------------------------------------------------------
-    def pretrain_batchify(self, rows: Sequence[Tuple[int, int]]) -> dict:
+    def pretrain_batchify(self, rows: Sequence[Tuple[int, int]]) -> PretrainBatch:
         batch = self._common([self._feature("pretrain", i) for i, _ in rows], left=True)
         batch["labels"] = stack_labels([target for _, target in rows])
         return batch
 
-    def rec_batchify(self, rows: Sequence[Tuple[int, int]]) -> dict:
+    def rec_batchify(self, rows: Sequence[Tuple[int, int]]) -> RecBatch:
         batch = self._common([self._feature("context", i) for i, _ in rows], left=True)
         batch["labels"] = stack_labels([item for _, item in rows])
         return batch
 
-    def rec_eval_batchify(self, indices: Sequence[int]) -> dict:
+    def rec_eval_batchify(self, indices: Sequence[int]) -> RecEvalBatch:
         batch = self._common([self._feature("context", i) for i in indices], left=True)
         batch["meta"] = self._meta(indices)
         return batch
 
-    def conv_batchify(self, indices: Sequence[int]) -> dict:
+    def conv_batchify(self, indices: Sequence[int]) -> ConvBatch:
         features = [self._feature("conv", i) for i in indices]
         batch = self._common(features, left=False)
         batch["labels"] = pad_labels([f["labels"] for f in features], batch["input_ids"].shape[1], IGNORE_INDEX)
         return self._add_demonstrations(batch, indices)
 
-    def generation_batchify(self, indices: Sequence[int]) -> dict:
+    def generation_batchify(self, indices: Sequence[int]) -> GenerationBatch:
         batch = self._common([self._feature("context", i) for i in indices], left=True)
         batch["meta"] = self._meta(indices)
         return self._add_demonstrations(batch, indices)
 
-    def live_batch(self, context: Sequence[str], context_entities: Sequence[int]) -> dict:
+    def live_batch(self, context: Sequence[str], context_entities: Sequence[int]) -> LiveBatch:
         """Generation/rec batch of one live dialogue (``interact``): speaker-prefixed turns."""
         enc = self.encoder
         feature = {"lm": enc.lm_context(context, with_reply_prompt=True), "prompt": enc.prompt(context),
@@ -432,7 +434,7 @@ class MSCRSDataLoader(BaseDataLoader):
         rows = self.conv_turns()
         return rows[:ceil(len(rows) * self.scale)]
 
-    def generation_meta(self, rows: Sequence[int]) -> dict:
+    def generation_meta(self, rows: Sequence[int]) -> TurnMeta:
         """Conversation ids, turn indices and references of generation ``rows``."""
         return self._meta(rows)
 
