@@ -82,3 +82,20 @@ def test_a_version_1_checkpoint_is_refused_with_a_message(tmp_path):
     best = tmp_path / "rec_best.pth"
     atomic_save({"version": 1, "stage": "rec", "epoch": 0, "valid": 0.1, "model": {"w": torch.zeros(1)}}, best)
     assert torch.equal(load_checkpoint_weights(best)["w"], torch.zeros(1))  # weight files keep loading
+
+
+def test_every_key_the_settings_read_is_declared_for_config_validation():
+    """A key read in settings.py but not declared would be refused by config validation."""
+    import inspect
+    import re
+
+    from crslab_mscrs import config
+    from crslab_mscrs.training import settings
+    from crslab_mscrs.training.config_keys import ALL_KEYS
+
+    read = set(re.findall(r'_get\(opt, "(\w+)"', inspect.getsource(settings)))
+    read |= {name for name, _ in re.findall(r'\("(\w+)", cls\.(\w+)\)', inspect.getsource(settings.EncodingLimits))}
+    assert {"seed", "stages", "num_beams", "context_max_length", "item_names_file"} <= read
+    assert read <= ALL_KEYS | set(config.COMMON_KEYS) | {"model_name"}, read - ALL_KEYS - set(config.COMMON_KEYS)
+    stage_keys = set(re.findall(r'section(?:\.get\(|\[)"(\w+)"', inspect.getsource(settings.StageSettings)))
+    assert "max_batches_per_epoch" in stage_keys and stage_keys <= config.STAGE_KEYS

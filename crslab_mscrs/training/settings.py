@@ -29,6 +29,18 @@ fallback to ids) or ``ids`` (CRSLab's word ids, detokenised: the old behaviour).
 DEPRECATED_STAGE_KEYS = {"max_steps": "max_batches_per_epoch"}
 """Old stage key -> its new name (the old one is still read, with a warning)."""
 
+SYSTEM_KEYS = frozenset({
+    "stages", "run_name", "resume", "bf16", "rec_select_metric", "ranking_depth", "interact_top_k",  # RunSettings
+    "max_new_tokens", "num_beams", "do_sample", "top_p", "no_repeat_ngram_size",                    # GenerationSettings
+    "n_demonstrations", "demonstration_max_length", "demonstration_context_turns",                  # DemonstrationSettings
+})
+"""Top-level keys read here for the system (besides CRSLab's common ones: seed, save_dir, ...)."""
+DATALOADER_KEYS = frozenset({
+    "entity_max_length", "context_max_length", "prompt_max_length", "response_max_length",  # EncodingLimits
+    "movie_placeholder", "item_names_file", "dialogue_text",                                 # BatchSettings
+})
+"""Top-level keys read here for the dataloader (``lm``, ``text_encoder``: model keys)."""
+
 
 def _get(opt, key: str, default=None):
     """``opt.get`` for CRSLab's ``Config`` (``[]`` gives None for a missing key) and dicts."""
