@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from math import ceil
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-import torch
 from crslab.data.dataloader.base import BaseDataLoader
 from loguru import logger
 from tqdm import tqdm

@@ -46,7 +46,7 @@ from crslab_mscrs.data.crslab_format import carve_valid, dataset_version, write_
 from crslab_mscrs.data.entity_linking import EntityLinker, kg_linker
 from crslab_mscrs.data.item_names import redial_named_entities, write_item_names
 from crslab_mscrs.data.jsonl import read_jsonl
-from crslab_mscrs.data.kg_subset import compact_kg, kg_degree, one_hop_out
+from crslab_mscrs.data.kg_subset import compact_kg, one_hop_out
 from crslab_mscrs.data.report import SPLITS, BuildReport, SplitCounts, UnknownMovies
 from crslab_mscrs.data.tokenize import word_tokenize
 from crslab_mscrs.data.vocabularies import build_vocabularies
