@@ -1,7 +1,7 @@
 """CRSLab system for MSCRS / UniCRS: prompt pre-training -> recommendation -> conversation.
 
 Follows MSCRS (SIGIR 2025) / UniCRS (KDD 2022) training, with the authors' bugs fixed
-(``docs/MSCRS_DESIGN.md`` sections 5-8):
+(``docs/model.md``, sections "Training stages" and "Defects of the authors' code"):
 
 - each stage (``stages: [pretrain, rec, conv]``) has its own section ``pretrain:`` /
   ``rec:`` / ``conv:`` (epoch, batch_size, optimizer {name: AdamW, lr, weight_decay},
