@@ -1,4 +1,4 @@
-"""Item features and semantic graphs for MSCRS (MSCRS_DESIGN sections 1-2).
+"""Item features and semantic graphs for MSCRS (docs/data.md).
 
 Usage::
 

@@ -11,7 +11,7 @@ filled again from its ``raw`` reply and stored ``top_items`` with the item names
 metrics OF THOSE ROWS are printed (a file of the first 40 replies gives first-40 metrics,
 not the run's)::
 
-    python data_prep/rescore_replies.py --refill redial docs/gpu_h200_s9/test_replies_mscrs_redial_s0_first40.jsonl
+    python data_prep/rescore_replies.py --refill redial benchmarks/evidence/h200_redial_generation/test_replies_mscrs_redial_s0_first40.jsonl
 
 Item names come from ``<data root>/dataset/<dataset>/nltk/item_names.json`` (``--data-root``
 or ``$CRSLAB_MSCRS_DATA``, default ``./data``).

@@ -46,8 +46,10 @@ def test_no_real_redial_item_is_shown_as_a_bare_id_where_a_name_exists():
             for shown in (names.name(item), names.label(item)):
                 assert shown != id2entity[item], (item, shown)
     assert names.name(50303) == "Black Panther"  # ReDial 204974
-    # the stored ReDial replies of docs/ (re-filled by data_prep/rescore_replies.py --refill)
-    for path in sorted((REPO / "docs").glob("gpu_h200*/test_replies_*redial*first40.jsonl")):
+    # the stored ReDial replies of benchmarks/evidence (re-filled by data_prep/rescore_replies.py --refill)
+    stored = sorted((REPO / "benchmarks" / "evidence").glob("h200_*/test_replies_*redial*first40.jsonl"))
+    assert len(stored) == 2
+    for path in stored:
         rows = [json.loads(line) for line in path.read_text().splitlines()]
         for row in rows:
             assert row == refill_replies([row], names, "<movie>")[0][0], (path.name, row["reply"])

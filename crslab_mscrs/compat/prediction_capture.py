@@ -9,7 +9,7 @@
 - ``evaluator.gen_evaluate(hyp, refs)`` (KBRD and KGSF call it per generated test reply
   with the decoded words) records ``(hyp, refs[0])``, so that :func:`write_outputs` scores
   the replies with OUR generation metrics (CRSLab's ``standard`` evaluator counts character
-  n-grams for Dist, EVALUATION.md) under ``stages.conv.test.generation``, the key our
+  n-grams for Dist, docs/evaluation.md) under ``stages.conv.test.generation``, the key our
   systems use, which puts KBRD/KGSF in the same generation table as UniCRS/MSCRS.
 
 CRSLab's recommendation dataloaders emit one row per (recommender turn, movie) in dataset

@@ -1,4 +1,4 @@
-"""Recommendation instances of a test split, under the three protocols of EVALUATION.md.
+"""Recommendation instances of a test split, under the three protocols of docs/evaluation.md.
 
 Turns are defined exactly as CRSLab 0.1.2 defines them
 (``crslab/data/dataset/redial/redial.py::_merge_conv_data``): consecutive utterances of the
@@ -11,7 +11,7 @@ of the item set (``movie_ids.json``). Labels outside the item set cannot be rank
 system ranks ``scores[:, item_ids]``), so they are dropped and counted in
 :class:`InstanceStats`.
 
-Protocols (Kostric and Balog, SIGIR '26; see ``docs/EVALUATION.md``):
+Protocols (Kostric and Balog, SIGIR '26; see ``docs/evaluation.md#protocols``):
 
 - ``full``: labels = the distinct items of the turn, in order of first mention.
 - ``dedup``: labels = the distinct items of the turn not mentioned in any earlier turn of

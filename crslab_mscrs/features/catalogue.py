@@ -1,7 +1,7 @@
 """Item catalogue: every recommendable item of a dataset, keyed by its KG entity id.
 
-MSCRS_DESIGN section 1: "one item index shared by all modalities, keyed by the KG entity
-id". The catalogue is built from ``entity2id`` + the list of item entity ids (the shared KG
+docs/data.md#features-and-semantic-graphs: one item index shared by all modalities, keyed by
+the KG entity id. The catalogue is built from ``entity2id`` + the list of item entity ids (the shared KG
 files or a built CRSLab dataset's ``entity2id.json`` / ``movie_ids.json``: same ids) and
 joined with whatever metadata exists. Items without metadata still appear, titled from
 their URI, so no item silently drops out of the feature matrices.

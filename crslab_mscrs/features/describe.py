@@ -1,6 +1,6 @@
 """Item descriptions: one interface, three backends.
 
-MSCRS (section 3.2 of the paper; MSCRS_DESIGN section 1) asks GPT-4o for a rich description
+MSCRS (section 3.2 of the paper; docs/data.md) asks GPT-4o for a rich description
 of every item covering its summary, themes, emotions and cultural impact, then encodes it
 into x_t. ``Describer.describe(items) -> {item_id: text}`` hides where the text comes from:
 

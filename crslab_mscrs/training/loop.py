@@ -1,7 +1,7 @@
 """The stage / epoch training loop: pretrain -> rec -> conv, resumable after a kill.
 
 Follows MSCRS (SIGIR 2025) / UniCRS (KDD 2022) training with the authors' bugs fixed
-(``docs/MSCRS_DESIGN.md`` sections 5-8):
+(``docs/model.md``, sections "Training stages" and "Defects of the authors' code"):
 
 - each stage has its own section (:class:`~.settings.StageSettings`): epochs, batch size,
   AdamW with linear warmup/decay, gradient accumulation and clipping, at most

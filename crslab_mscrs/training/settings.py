@@ -2,8 +2,8 @@
 
 The ONE place that reads the option dict (CRSLab's ``Config`` or a plain dict) for
 :mod:`crslab_mscrs.training` and :mod:`crslab_mscrs.batches`: the other modules get frozen
-dataclasses, so a default exists once, here. Keys and their meaning: ``docs/MSCRS_DESIGN.md``
-sections 5-8 and the YAML files under ``config/``.
+dataclasses, so a default exists once, here. Keys and their meaning: ``docs/model.md``
+("Training stages", "Config keys") and the YAML files under ``config/``.
 
 - :class:`RunSettings`: run-wide keys (seed, stages, run folder, selection metric, outputs);
 - :class:`StageSettings`: one stage section (``pretrain:`` / ``rec:`` / ``conv:``), built

@@ -2,7 +2,7 @@
 
 The adapter between CRSLab's :class:`~crslab.system.base.BaseSystem` (model, loaders,
 evaluator, ``-rs`` / ``-ss`` / ``--interact`` flags) and the modules that own each job
-(``docs/MSCRS_DESIGN.md`` sections 5-8):
+(``docs/model.md``, sections "Training stages" and "Defects of the authors' code"):
 
 - :mod:`.settings`: every config key and its default;
 - :mod:`.loop`: stages, epochs, gradient accumulation, time limits, checkpoints, resume;

@@ -6,7 +6,7 @@
 - pretrain: recall@1/10/50 over all entities, logged as "pretrain (inflated, response in
   input)": the response is in the input, so it is never reported as a result;
 - conv: summed token NLL of the references under teacher forcing (the conv checkpoint is
-  chosen on validation loss, not dist@k: bug 7 of ``docs/MSCRS_DESIGN.md``).
+  chosen on validation loss, not dist@k: bug 7 in ``docs/model.md``).
 """
 from __future__ import annotations
 
