@@ -96,6 +96,7 @@ def tiny_setup(tmp_path):
     (built / "train_data.json").write_text(json.dumps(train))
     (built / "test_data.json").write_text(json.dumps(test))
     (built / "entity2id.json").write_text(json.dumps(entity2id))
+    (built / ".built").write_text("built by the test\n0.1")
     config = {"inputs": {"entity2id": str(tmp_path / "entity2id.json"), "item_ids": str(tmp_path / "items.json")},
               "catalogue": {"user_file": str(tmp_path / "catalogue.csv"), "image_dirs": [str(images)]},
               "text_encoder": {"model": str(bert), "batch_size": 2},
@@ -150,6 +151,7 @@ def test_pipeline_prefers_built_dataset_ids_and_rejects_other_id_space(tmp_path)
     built.mkdir(parents=True)
     (built / "entity2id.json").write_text(json.dumps({"<A>": 0, "<B>": 1}))
     (built / "movie_ids.json").write_text("[0, 1]")
+    (built / ".built").write_text("built by the test\n0.1")
     pipeline = FeaturePipeline("tiny", {}, data_root=tmp_path / "data")
     assert pipeline.entity2id_path() == built / "entity2id.json"
     assert pipeline.item_ids_path() == built / "movie_ids.json"

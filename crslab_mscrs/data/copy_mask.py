@@ -32,11 +32,27 @@ def build_copy_mask(token2id: Dict[str, int], concept2id: Dict[str, int],
     return mask
 
 
-def write_copy_mask(data_root: Path, crslab_dataset: str, mask: np.ndarray) -> Path:
-    """Save ``<data_root>/model/kgsf/<crslab_dataset>/copy_mask.npy`` and its ``.built``."""
-    directory = Path(data_root) / "model" / "kgsf" / crslab_dataset
+def copy_mask_dir(data_root: Path, crslab_dataset: str) -> Path:
+    """``<data_root>/model/kgsf/<crslab_dataset>``, where KGSF reads its copy mask."""
+    return Path(data_root) / "model" / "kgsf" / crslab_dataset
+
+
+def save_copy_mask(directory: Path, crslab_dataset: str, mask: np.ndarray) -> Path:
+    """Save ``copy_mask.npy`` and its ``.built`` into ``directory`` (a staged build folder)."""
+    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "copy_mask.npy"
     np.save(path, mask)
     write_built_marker(directory, kgsf_version(crslab_dataset))
     return path
+
+
+def write_copy_mask(data_root: Path, crslab_dataset: str, mask: np.ndarray) -> Path:
+    """Save ``<data_root>/model/kgsf/<crslab_dataset>/copy_mask.npy`` and its ``.built``,
+    atomically (:mod:`crslab_mscrs.data.atomic_build`)."""
+    from crslab_mscrs.data.atomic_build import atomic_build
+
+    final = copy_mask_dir(data_root, crslab_dataset)
+    with atomic_build(final) as tmp:
+        save_copy_mask(tmp, crslab_dataset, mask)
+    return final / "copy_mask.npy"

@@ -34,14 +34,16 @@ def iter_jsonl(path, limit: Optional[int] = None) -> Iterator[Tuple[int, Any]]:
     if limit is not None and limit <= 0:
         return
     count = 0
-    with path.open("r", encoding="utf-8") as handle:
+    with path.open("rb") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                value = json.loads(line)
+                value = json.loads(line.decode("utf-8"))
             except json.JSONDecodeError as err:
                 raise JsonlFormatError(path, line_no, f"{err.msg} at column {err.colno}") from err
+            except (UnicodeDecodeError, RecursionError) as err:  # non-UTF-8 bytes, absurd nesting
+                raise JsonlFormatError(path, line_no, f"{type(err).__name__}: {err}") from err
             yield line_no, value
             count += 1
             if limit is not None and count >= limit:
