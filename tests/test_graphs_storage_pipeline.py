@@ -129,6 +129,9 @@ def test_pipeline_end_to_end(tiny_setup):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["image_features.pt"]["encoder"]["name"] == "handcrafted-colour-hog"
     assert manifest["text_knn_graph.pt"]["parameters"]["k"] == 2
+    # every graph records the dataset inputs the model checks at load (train split, entity2id, items)
+    assert manifest["cooccurrence_graph.pt"]["inputs"].keys() >= {"train_conversations", "entity2id", "item_ids"}
+    assert manifest["text_knn_graph.pt"]["inputs"].keys() >= {"entity2id", "item_ids"}
     stats = pipeline.stats()
     assert list(stats["text_knn_probe"]) == ["Toy One (1995) [0]"]
     # features are keyed to their inputs: changed descriptions make the text features stale
