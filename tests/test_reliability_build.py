@@ -166,3 +166,15 @@ def test_inspired_empty_split_and_late_failure_keep_the_previous_build(tmp_path,
     with pytest.raises(ZeroDivisionError):
         build_inspired(source, data, OPTIONS, echo=False)
     assert _snapshot(data) == before
+
+
+def test_features_script_refuses_an_unfinished_dataset_folder_with_a_message(good_build):
+    _, data = good_build
+    (data / "dataset" / "redial" / "nltk" / ".built").unlink()
+    proc = subprocess.run([sys.executable, str(REPO / "data_prep" / "features.py"), "build-graphs",
+                           "--dataset", "redial", "--data-root", str(data)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode != 0
+    assert "error: dataset folder" in proc.stderr and "has no .built marker" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (data / "features").exists()  # no graph built from it
