@@ -9,8 +9,9 @@ written into the text in place of ``@id`` mentions). Special tokens are never co
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Iterator, Tuple
 
 import numpy as np
 
@@ -56,3 +57,13 @@ def write_copy_mask(data_root: Path, crslab_dataset: str, mask: np.ndarray) -> P
     with atomic_build(final) as tmp:
         save_copy_mask(tmp, crslab_dataset, mask)
     return final / "copy_mask.npy"
+
+
+@contextmanager
+def staged_dataset_and_mask(data_root: Path, out_dir: Path, crslab_dataset: str) -> Iterator[Tuple[Path, Path]]:
+    """``(dataset folder, copy-mask folder)`` of one build, staged together: both are swapped
+    in when the block succeeds, neither when it fails (:mod:`crslab_mscrs.data.atomic_build`)."""
+    from crslab_mscrs.data.atomic_build import AtomicBuild
+
+    with AtomicBuild() as build:
+        yield build.stage(out_dir), build.stage(copy_mask_dir(data_root, crslab_dataset))

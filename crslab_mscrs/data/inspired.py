@@ -33,8 +33,7 @@ from typing import Dict, List, Optional, Set
 from tqdm import tqdm
 
 from crslab_mscrs.data.build_options import BuildOptions
-from crslab_mscrs.data.atomic_build import AtomicBuild
-from crslab_mscrs.data.copy_mask import build_copy_mask, copy_mask_dir, save_copy_mask
+from crslab_mscrs.data.copy_mask import build_copy_mask, save_copy_mask, staged_dataset_and_mask
 from crslab_mscrs.data.crslab_format import dataset_version, require_conversations, write_built_marker, write_json
 from crslab_mscrs.data.inspired_kg import InspiredKG, write_inspired_kg
 from crslab_mscrs.data.item_names import inspired_named_entities, write_item_names
@@ -131,11 +130,10 @@ def build_inspired(source_root: Path, data_root: Path, options: Optional[BuildOp
     kg.item_ids = list(kg.item_ids) + extra_items
     report.entity_kg["labelled_movies_added_to_items"] = len(extra_items)
     report.entity_kg["pad_entity_id_0"] = next((u for u, i in kg.entity2id.items() if i == 0), None)
-    with AtomicBuild() as build:  # the previous build stays until this block succeeds
-        tmp_dir, mask_dir = build.stage(out_dir), build.stage(copy_mask_dir(data_root, CRSLAB_NAME))
+    # the previous build stays until this block succeeds
+    with staged_dataset_and_mask(data_root, out_dir, CRSLAB_NAME) as (tmp_dir, mask_dir):
         _write_build(kg, splits, token2id, graph, converter, options, report, source_root, tmp_dir, mask_dir)
-        report.elapsed_s = time.perf_counter() - started
-        report.save(tmp_dir, echo=echo)
+        report.finish(tmp_dir, started, echo)
     return report
 
 

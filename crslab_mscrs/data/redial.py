@@ -40,9 +40,7 @@ from typing import Dict, List, Optional, Set
 from tqdm import tqdm
 
 from crslab_mscrs.data.build_options import BuildOptions
-from crslab_mscrs.data.copy_mask import build_copy_mask
-from crslab_mscrs.data.atomic_build import AtomicBuild
-from crslab_mscrs.data.copy_mask import copy_mask_dir, save_copy_mask
+from crslab_mscrs.data.copy_mask import build_copy_mask, save_copy_mask, staged_dataset_and_mask
 from crslab_mscrs.data.crslab_format import (carve_valid, dataset_version, read_json, require_conversations,
                                             write_built_marker, write_json)
 from crslab_mscrs.data.entity_linking import EntityLinker
@@ -214,11 +212,10 @@ def build_redial(source_root: Path, data_root: Path, options: Optional[BuildOpti
                         for rec in tqdm(raw[name], desc=f"ReDial {name}", leave=False)]
 
     token2id, graph = build_vocabularies(splits, options)
-    with AtomicBuild() as build:  # the previous build stays until this block succeeds
-        tmp_dir, mask_dir = build.stage(out_dir), build.stage(copy_mask_dir(data_root, CRSLAB_NAME))
+    # the previous build stays until this block succeeds
+    with staged_dataset_and_mask(data_root, out_dir, CRSLAB_NAME) as (tmp_dir, mask_dir):
         _write_build(kg, splits, token2id, graph, converter, options, report, source_root, tmp_dir, mask_dir)
-        report.elapsed_s = time.perf_counter() - started
-        report.save(tmp_dir, echo=echo)
+        report.finish(tmp_dir, started, echo)
     return report
 
 
