@@ -178,3 +178,14 @@ def test_features_script_refuses_an_unfinished_dataset_folder_with_a_message(goo
     assert "error: dataset folder" in proc.stderr and "has no .built marker" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (data / "features").exists()  # no graph built from it
+
+
+def test_features_script_set_value_that_is_not_yaml_is_a_message():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("features_script", REPO / "data_prep" / "features.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    args = script.parse_args(["build-graphs", "--dataset", "redial", "--set", "graphs.text_knn.k=[1,"])
+    with pytest.raises(SystemExit, match=r"--set 'graphs.text_knn.k=\[1,': the value is not valid YAML"):
+        script.resolve(args)

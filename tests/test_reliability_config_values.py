@@ -19,6 +19,17 @@ def test_every_shipped_config_passes(path):
     load_config(path)
 
 
+def test_every_key_the_name_check_knows_has_a_type_and_range():
+    from crslab_mscrs import config, config_schema as schema
+
+    for model, table in (("KBRD", schema.TRANSFORMER), ("KGSF", schema.TRANSFORMER), ("MSCRS", schema.MSCRS),
+                         ("UniCRS", schema.MSCRS)):
+        unchecked = config.MODEL_KEYS[model] - set(table) - set(schema.COMMON) - set(schema.STAGE_SECTIONS)
+        assert not unchecked, f"{model}: no value spec for {sorted(unchecked)} in crslab_mscrs/config_schema.py"
+    assert config.STAGE_KEYS <= set(schema.STAGE)
+    assert set(config.COMMON_KEYS) - {"tokenize"} <= set(schema.COMMON)
+
+
 @pytest.mark.parametrize("config", [MSCRS, KBRD, KGSF])
 @pytest.mark.parametrize("override, key, reason", [
     ("rec.epoch=five", "rec.epoch", "must be an integer, got str 'five'"),
