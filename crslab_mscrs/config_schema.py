@@ -16,7 +16,7 @@ when a stage reaches them (often after pre-training). Covered:
 
 Keys with no entry here (declared by other plugins) keep only the name check. Numbers
 written as strings are errors: PyYAML reads ``1e-4`` as the STRING ``"1e-4"`` (write
-``1.0e-4`` or ``!!float 1e-4``).
+``1.0e-4`` or ``!!float 1e-4``). Users' view: docs/model.md, "Config keys".
 """
 from __future__ import annotations
 

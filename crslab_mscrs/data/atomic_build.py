@@ -28,6 +28,7 @@ are cleaned when the next build of the same folder starts (:func:`recover_leftov
 ``.tmp-<pid>`` folder of a process that no longer runs is removed, and an ``.old-<pid>``
 folder is renamed back when a kill fell between the two renames. Only the output folder
 itself is replaced: other folders next to it (``<data_root>/features/...``) are untouched.
+Users' view: docs/data.md, "Building the datasets".
 """
 from __future__ import annotations
 
