@@ -11,7 +11,8 @@ setup(
     name="crslab-mscrs",
     version="0.1.0",
     description="MSCRS (multi-modal semantic graph prompt learning) for CRSLab, on a modern stack",
-    long_description=open("README.md", encoding="utf-8").read(),
+    # PyPI shows the README's front part only (what the plugin is), up to its "pypi:end" marker
+    long_description=open("README.md", encoding="utf-8").read().split("<!-- pypi:end")[0].rstrip() + "\n",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["crslab_mscrs", "crslab_mscrs.*"]),

@@ -40,7 +40,7 @@ COMMON_KEYS = {
 STAGE_KEYS = {
     "epoch", "batch_size", "optimizer", "lr_scheduler", "early_stop", "stop_mode", "impatience",
     "gradient_clip", "update_freq", "warmup_steps", "gradient_accumulation_steps", "eval_batch_size",
-    "max_steps", "time_limit_min", "checkpoint_every_min", "log_every", "validate",
+    "max_batches_per_epoch", "max_steps", "time_limit_min", "checkpoint_every_min", "log_every", "validate",
 }
 STAGE_SECTIONS = ("pretrain", "rec", "conv", "policy")
 
@@ -113,7 +113,12 @@ def parse_override(text: str):
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like key=value or section.key=value")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override '{text}': the value is not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not all(part.strip() for part in key.split(".")):
+        raise ConfigError(f"override '{text}': empty key name (use key=value or section.key=value)")
     if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
         try:
             value = float(value)
@@ -151,4 +156,6 @@ def load_config(path, overrides: Optional[Iterable[str]] = None) -> dict:
     """Read, override and validate a config file; returns the plain option dict."""
     opt = apply_overrides(read_yaml(path), overrides)
     validate(opt, source=str(path))
+    from crslab_mscrs.config_schema import check_values  # value types and ranges (issue 16)
+    check_values(opt, source=str(path))
     return opt

@@ -1,4 +1,4 @@
-"""Item features and semantic graphs for MSCRS (MSCRS_DESIGN sections 1-2).
+"""Item features and semantic graphs for MSCRS (docs/data.md).
 
 Usage::
 
@@ -69,7 +69,10 @@ def resolve(args) -> tuple:
         if "=" not in item:
             sys.exit(f"error: --set expects KEY.PATH=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        _set(features, key, yaml.safe_load(value))
+        try:
+            _set(features, key, yaml.safe_load(value))
+        except yaml.YAMLError as err:
+            sys.exit(f"error: --set {item!r}: the value is not valid YAML ({getattr(err, 'problem', err)})")
     return dataset, args.data_root or doc.get("data_root"), features
 
 
@@ -79,8 +82,13 @@ def main(argv=None) -> dict:
     from crslab_mscrs import paths
     from crslab_mscrs.features.pipeline import FeaturePipeline
 
+    from crslab_mscrs.data.crslab_format import IncompleteBuildError
+
     root = paths.resolve_data_root(args.data_root, data_root)
-    pipeline = FeaturePipeline(dataset, features, data_root=root, out_dir=args.out_dir)
+    try:
+        pipeline = FeaturePipeline(dataset, features, data_root=root, out_dir=args.out_dir)
+    except IncompleteBuildError as err:  # a failed or interrupted dataset build
+        sys.exit(f"error: {err}")
     step = args.step.replace("-", "_")
     report = pipeline.run_all() if step == "all" else getattr(pipeline, step)()
     pipeline.out_dir.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import pytest
 import crslab_mscrs  # noqa: F401  (compat + registration first)
 from crslab_mscrs import paths, registry
 from crslab_mscrs.data import BuildOptions
+from crslab_mscrs.data.crslab_format import IncompleteBuildError
 from crslab_mscrs.data.custom import CustomFormatError, build_custom, custom_dataset_dir
 
 OPTIONS = BuildOptions(word_min_pair_count=1, concept_min_count=1)
@@ -194,5 +195,5 @@ def test_an_unbuilt_user_dataset_says_how_to_build_it(tmp_path, data_root_at):
 
     registry.register_custom_dataset("NeverBuilt", "crslab-mscrs-custom-1")
     data_root_at(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"user dataset 'NeverBuilt' is not built .*build_custom.py"):
+    with pytest.raises(IncompleteBuildError, match=r"neverbuilt/nltk has no .built marker .*build_custom.py --source"):
         crslab_data.get_dataset({"dataset": "NeverBuilt"}, "nltk", False, False)

@@ -15,9 +15,11 @@ from pathlib import Path
 from crslab.data.dataset.base import BaseDataset
 from crslab.data.dataset.inspired.resources import resources as inspired_resources
 
+from crslab_mscrs.data.crslab_format import check_built
+
 from .conversation_tags import TaggedInspiredDataset
 
-BUILD_HINT = "build it with: python data_prep/build_custom.py --source <your folder> --name {name}"
+BUILD_HINT = "python data_prep/build_custom.py --source <your folder> --name {name}"
 
 
 class NotBuiltResource:
@@ -27,19 +29,8 @@ class NotBuiltResource:
         self.name = name
 
     def download_file(self, dpath):
-        raise FileNotFoundError(f"{dpath}: user dataset {self.name!r} is not built; " + BUILD_HINT.format(name=self.name))
-
-
-def check_marker(dpath: Path, name: str, version: str) -> None:
-    marker = Path(dpath) / ".built"
-    if not marker.is_file():
-        raise FileNotFoundError(f"{dpath}: user dataset {name!r} is not built (no .built); "
-                                + BUILD_HINT.format(name=name))
-    lines = marker.read_text(encoding="utf-8").splitlines()
-    found = lines[1].strip() if len(lines) > 1 else None
-    if found != version:
-        raise ValueError(f"{marker}: format version {found!r}, this plugin reads {version!r}; rebuild: "
-                         + BUILD_HINT.format(name=name))
+        raise FileNotFoundError(f"{dpath}: user dataset {self.name!r} is not built; build it: "
+                                + BUILD_HINT.format(name=self.name))
 
 
 def custom_dataset_class(name: str, version: str) -> type:
@@ -54,7 +45,7 @@ def custom_dataset_class(name: str, version: str) -> type:
         self.special_token_idx = resource["special_token_idx"]
         self.unk_token_idx = self.special_token_idx["unk"]
         dpath = os.path.join(crslab_config.DATASET_PATH, name.lower(), tokenize)
-        check_marker(Path(dpath), name, version)
+        check_built(Path(dpath), version, rebuild_hint=BUILD_HINT.format(name=name))
         BaseDataset.__init__(self, opt, dpath, resource, restore, save)
 
     return type(f"UserDataset_{name}", (TaggedInspiredDataset,), {"__init__": __init__, "crslab_name": name})

@@ -131,7 +131,8 @@ def import_authors_features(authors_dir, dataset_dir, out_dir, k: int = 20, cooc
         graph = map_authors_cooccurrence(load_authors_cooccurrence(path), mapping, ids.n_entity)
         storage.save_graph(graph, out_dir / "cooccurrence_graph.pt",
                            inputs={"authors_cooccurrence": path, "authors_entity2id": their_e2i_path,
-                                   "entity2id": dataset_dir / "entity2id.json"},
+                                   "entity2id": dataset_dir / "entity2id.json",
+                                   "item_ids": storage.item_list(ids.item_ids)},
                            parameters={"source": f"authors {COOCCURRENCE_FILE}", "possible_test_leakage": True,
                                        "leakage_note": LEAKAGE_NOTE})
         report["cooccurrence"] = {"source": f"authors {COOCCURRENCE_FILE}", "num_edges": graph.num_edges,

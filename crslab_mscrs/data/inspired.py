@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Set
 from tqdm import tqdm
 
 from crslab_mscrs.data.build_options import BuildOptions
-from crslab_mscrs.data.crslab_format import dataset_version
+from crslab_mscrs.data.crslab_format import dataset_version, require_conversations
 from crslab_mscrs.data.inspired_kg import InspiredKG
 from crslab_mscrs.data.inspired_layout import ConvertedDataset, write_inspired_layout
 from crslab_mscrs.data.item_names import inspired_named_entities
@@ -118,6 +118,7 @@ def build_inspired(source_root: Path, data_root: Path, options: Optional[BuildOp
                               collect_titles=name == "train")
             for i, (line_no, turns) in enumerate(tqdm(iter_jsonl(path, options.split_limit(name)),
                                                       desc=f"INSPIRED {name}", leave=False))]
+        require_conversations(name, splits[name], path)
 
     mapping_csv = source_root / "inspired" / "items" / "item_mapping_guess.csv"
     named = inspired_named_entities(converter.movie_names, mapping_csv if mapping_csv.is_file() else None)
@@ -125,7 +126,5 @@ def build_inspired(source_root: Path, data_root: Path, options: Optional[BuildOp
                              "unknown_entity_links": converter.unknown_entities,
                              "entity_mentions": sum(c.entity_mentions for c in report.splits.values())}
     data = ConvertedDataset(CRSLAB_NAME, dataset_version("inspired"), splits, kg, named, converter.title_tokens)
-    write_inspired_layout(data, out_dir, data_root, options, report, started)
-    if echo:
-        print(report.table())
+    write_inspired_layout(data, out_dir, data_root, options, report, started, echo)
     return report

@@ -206,7 +206,9 @@ def save_vectors_and_graph(features: torch.Tensor, missing: torch.Tensor, covera
                           parameters={"source_files": recorded, "dataset_dir": str(ids.directory)},
                           encoder=encoder, counts=coverage)
     graph_path = out_dir / f"{modality}_knn_graph.pt"
-    storage.save_graph(graph, graph_path, inputs={"features": feat_path},
+    storage.save_graph(graph, graph_path,  # dataset inputs: checked against the trained dataset at model load
+                       inputs={"features": feat_path, "item_ids": storage.item_list(ids.item_ids),
+                               "entity2id": ids.directory / "entity2id.json"},
                        parameters={"k": k, "weight": "cosine", "min_similarity": 0.0,
                                    **{key: graph.stats[key] for key in ("method", "nprobe", "nlist")}},
                        encoder=encoder)

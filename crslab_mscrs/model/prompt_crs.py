@@ -15,8 +15,8 @@ One module for all stages (MSCRS, SIGIR 2025, sections 3.5-3.7; UniCRS, KDD 2022
   vectors (:mod:`crslab_mscrs.model.demonstrations`).
 
 The LM and the text encoder are frozen (``requires_grad=False``) and kept in eval mode even
-when the module trains (no dropout noise in frozen parts). Batch keys are those of the
-model/system contract (``crslab_mscrs/model/CONTRACT.md``).
+when the module trains (no dropout noise in frozen parts). Batch keys, shapes and padding:
+:mod:`crslab_mscrs.batches.contract` (one ``TypedDict`` per task).
 """
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ from crslab_mscrs.model.decoding import decode
 from crslab_mscrs.model.demonstrations import DemonstrationEncoder
 from crslab_mscrs.model.entity_encoder import MultimodalEntityEncoder
 from crslab_mscrs.model.entity_rows import EntityRows, gather_rows, rows_read
-from crslab_mscrs.model.graph_files import GRAPH_FILES, check_entity_space, read_graph_file, to_item_space
+from crslab_mscrs.model.graph_files import (GRAPH_FILES, check_entity_space, dataset_dir_of, read_graph_file,
+                                           to_item_space)
 from crslab_mscrs.model.loading import load_causal_lm, load_text_encoder
 from crslab_mscrs.model.prefix_cache import LMGeometry, PrefixKeyValues, prefixed_lm_inputs
 from crslab_mscrs.model.prompt_encoder import PromptEncoder
@@ -115,10 +116,12 @@ def build_entity_encoder(n_entity: int, entity_kg: Mapping, item_ids: torch.Tens
         lambda_text=config.lambda_text, lambda_image=config.lambda_image, fusion=config.fusion)
 
 
-def load_semantic_graphs(config: PromptCRSConfig, features_dir: Path) -> Dict[str, Optional[dict]]:
-    """Read the graph files whose ``use_*_graph`` flag is on (a missing file is an error)."""
-    return {key: read_graph_file(Path(features_dir) / name, key) if getattr(config, key) else None
-            for key, name in GRAPH_FILES.items()}
+def load_semantic_graphs(config: PromptCRSConfig, features_dir: Path, dataset_dir=None,
+                         item_ids=None) -> Dict[str, Optional[dict]]:
+    """Read the graph files whose ``use_*_graph`` flag is on (a missing file is an error; a graph
+    built from another dataset than ``dataset_dir`` too)."""
+    return {key: read_graph_file(Path(features_dir) / name, key, dataset_dir, item_ids) if getattr(config, key)
+            else None for key, name in GRAPH_FILES.items()}
 
 
 class PromptCRS(nn.Module):
@@ -175,7 +178,7 @@ class PromptCRS(nn.Module):
         item_ids = torch.as_tensor(list(side_data["item_entity_ids"]), dtype=torch.long)
         graphs: Dict[str, Optional[dict]] = {key: None for key in GRAPH_FILES}
         if any(getattr(config, key) for key in GRAPH_FILES):
-            graphs = load_semantic_graphs(config, _features_dir(opt))
+            graphs = load_semantic_graphs(config, _features_dir(opt), dataset_dir_of(opt), item_ids.tolist())
         entity_encoder = build_entity_encoder(n_entity, side_data["entity_kg"], item_ids,
                                               LMGeometry.from_config(lm.config).hidden_size, config, graphs)
         model = cls(lm, lm_tokenizer, text_encoder, text_tokenizer, entity_encoder, item_ids, config)
@@ -265,11 +268,19 @@ class PromptCRS(nn.Module):
 
     # ------------------------------------------------------------------ tasks
     def recommend(self, batch: Batch, entity_table: Union[torch.Tensor, EntityRows, None] = None) -> RecOutput:
-        """Item scores and (if ``labels`` present) CE loss over the items."""
+        """Item scores and (if ``labels`` present) CE loss over the items.
+
+        ``batch``: a :class:`~crslab_mscrs.batches.contract.RecBatch` (``labels`` optional) or
+        ``RecEvalBatch``; raises ValueError when it is not LEFT padded or a label is not an item
+        entity id. ``loss`` includes ``contrastive_weight * contrastive_loss`` (train mode only).
+        """
         return self._score(batch, entity_table, task="rec")
 
     def pretrain(self, batch: Batch, entity_table: Union[torch.Tensor, EntityRows, None] = None) -> RecOutput:
-        """Prompt pre-training: CE over all entities (recall here is inflated by design)."""
+        """Prompt pre-training: CE over all entities (recall here is inflated by design).
+
+        ``batch``: a :class:`~crslab_mscrs.batches.contract.PretrainBatch`; labels may be any entity.
+        """
         return self._score(batch, entity_table, task="pretrain")
 
     def _score(self, batch: Batch, entity_table: Union[torch.Tensor, EntityRows, None], task: str) -> RecOutput:
@@ -304,6 +315,7 @@ class PromptCRS(nn.Module):
         With ``labels``, logits are computed only where they are needed (``logits_to_keep`` mask),
         i.e. ``ConvOutput.logits`` is ``[N, V]`` for the N positions with ``logit_mask`` True
         (position p predicts token p + 1). Without labels: all positions, ``[B, L, V]``.
+        ``batch``: a :class:`~crslab_mscrs.batches.contract.ConvBatch`.
         """
         table = self.entity_table() if entity_table is None else entity_table
         prompt = self._prompt(batch, table, "conv")
@@ -324,7 +336,13 @@ class PromptCRS(nn.Module):
     def generate(self, batch: Batch, max_new_tokens: int = 50, num_beams: int = 1, do_sample: bool = False,
                  top_p: Optional[float] = None, no_repeat_ngram_size: int = 3,
                  entity_table: Union[torch.Tensor, EntityRows, None] = None, generator=None) -> torch.Tensor:
-        """New tokens only [B, T] after the LEFT-padded context (ends with eos, then padding)."""
+        """New tokens only [B, T] after the LEFT-padded context (ends with eos, then padding).
+
+        ``batch``: a :class:`~crslab_mscrs.batches.contract.GenerationBatch` or ``LiveBatch``.
+        Own decoding loop over the prefix cache (:mod:`crslab_mscrs.model.decoding`: HF
+        ``generate()`` assumes cached keys belong to input tokens); no-repeat n-grams are
+        checked over the real context tokens and the generated ones (padding excluded).
+        """
         table = self.entity_table() if entity_table is None else entity_table
         prefix = self._prompt(batch, table, "conv").prefix
         return decode(self.lm, batch["input_ids"], batch["attention_mask"], prefix,

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from crslab_mscrs.data.build_options import BuildOptions
-from crslab_mscrs.data.crslab_format import carve_valid, write_json
+from crslab_mscrs.data.crslab_format import carve_valid, require_conversations, write_json
 from crslab_mscrs.data.custom.format import (ENTITIES_FILE, INFO_FILE, KG_FILE, SPLIT_FILES, CatalogueItem, Conversation,
                                              CustomFormatError, UserKG, read_catalogue, read_conversations, read_kg)
 from crslab_mscrs.data.custom.feedback import FEEDBACK_FILE
@@ -99,8 +99,9 @@ def read_splits(source: Path, catalogue, known_entities, options: BuildOptions, 
                                         f"conv_id {conv.conv_id!r} already used at {seen[conv.conv_id]}")
             seen[conv.conv_id] = conv.where
     for name in SPLITS:
-        if not splits[name]:
-            raise CustomFormatError(source / SPLIT_FILES[name], None, f"the {name} split has no conversation")
+        require_conversations(name, splits[name], source / SPLIT_FILES[name if name != "valid" or valid_path.is_file()
+                                                                        else "train"],
+                              "" if name != "valid" or valid_path.is_file() else " (carved from train)")
     return {name: splits[name][:options.split_limit(name)] for name in SPLITS}
 
 
@@ -164,9 +165,8 @@ def build_custom(source: Path, data_root: Path, name: str, options: Optional[Bui
         raise ValueError("compact_kg is for the embedded sample; a user dataset keeps its whole KG")
     register_custom_dataset(name, CUSTOM_VERSION)  # the KGSF copy mask's version is looked up by name
     data = ConvertedDataset(name, CUSTOM_VERSION, splits, kg, named, converter.title_tokens)
-    write_inspired_layout(data, out_dir, data_root, options, report, started, extra_files)
+    write_inspired_layout(data, out_dir, data_root, options, report, started, echo, extra_files)
     if echo:
-        print(report.table())
         for note in report.notes:
             print(f"note: {note}")
     return report
