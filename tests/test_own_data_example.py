@@ -10,8 +10,8 @@ from pathlib import Path
 from crslab_mscrs import paths
 
 REPO = Path(__file__).resolve().parents[1]
-SHORT = ["--set", "pretrain.max_steps=2", "--set", "rec.max_steps=3", "--set", "conv.max_steps=2",
-         "--set", "max_new_tokens=4"]
+SHORT = ["--set", "pretrain.max_batches_per_epoch=2", "--set", "rec.max_batches_per_epoch=3",
+         "--set", "conv.max_batches_per_epoch=2", "--set", "max_new_tokens=4"]
 
 
 def _run(args, cwd, env):
