@@ -30,7 +30,7 @@ def parse_jsonl_line(path, line_no: int, line) -> Any:
     except json.JSONDecodeError as err:
         raise JsonlFormatError(path, line_no, f"{err.msg} at column {err.colno}") from err
     except UnicodeDecodeError as err:
-        raise JsonlFormatError(path, line_no, f"not UTF-8 ({err.reason})") from err
+        raise JsonlFormatError(path, line_no, f"UnicodeDecodeError: not UTF-8 ({err.reason})") from err
     except RecursionError as err:  # absurd nesting (e.g. 100k brackets)
         raise JsonlFormatError(path, line_no, "nested too deeply to parse") from err
 
