@@ -234,7 +234,7 @@ class MSCRSSystem(BaseSystem):
         epochs, batch_size = int(section["epoch"]), int(section["batch_size"])
         self.grad_accum = max(1, int(section.get("gradient_accumulation_steps", 1)))
         self.gradient_clip = float(section.get("gradient_clip", -1) or -1)
-        max_batches = section.get("max_steps")
+        max_batches = section.get("max_batches_per_epoch", section.get("max_steps"))
         time_limit = _minutes(section, stage, "time_limit_min")
         checkpoint_every = _minutes(section, stage, "checkpoint_every_min")
         validate = section.get("validate", True)
