@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHORT = ["--set", "pretrain.max_steps=2", "--set", "rec.max_steps=2", "--set", "conv.max_steps=2",
+SHORT = ["--set", "pretrain.max_batches_per_epoch=2", "--set", "rec.max_batches_per_epoch=2",
+         "--set", "conv.max_batches_per_epoch=2",
          "--set", "max_new_tokens=4"]
 
 

@@ -40,6 +40,7 @@ from crslab_mscrs.training.checkpoint import (CHECKPOINT_VERSION, atomic_save, c
                                                   load_trainable_state, restore_rng, seed_everything,
                                                   trainable_state, trainable_tensors)
 from crslab_mscrs.training.entity_linking import EntityLinker
+from crslab_mscrs.training import run_folder
 from crslab_mscrs.training.generation_journal import (JOURNAL_NAME, GenerationJournal, rows_fingerprint,
                                                             state_fingerprint)
 from crslab_mscrs.batches.movie_mentions import count_placeholders, fill_placeholders
@@ -110,11 +111,7 @@ class MSCRSSystem(BaseSystem):
         return seen
 
     def _run_dir(self, opt) -> Path:
-        import crslab.config as crslab_config
-
-        save_root = Path(opt.get("save_dir") or crslab_config.SAVE_PATH)
-        name = opt.get("run_name") or f"{opt['dataset']}_{opt['model_name']}_seed{self.seed}"
-        return save_root / str(name)
+        return run_folder.run_dir(opt, self.seed)
 
     def _section(self, stage: str) -> dict:
         section = self.opt.get(stage)
@@ -683,15 +680,24 @@ class MSCRSSystem(BaseSystem):
         final = load_checkpoint_weights(conv_weights)
         if final is not None:
             load_trainable_state(self.net, final, str(conv_weights))
+            print(f"Loaded {conv_weights} (recommendations: {self.run_dir / 'rec_best.pth'}).", file=stdout)
         else:
-            logger.warning(f"[interact: {conv_weights} not found, using the current weights]")
+            print(f"No checkpoint {conv_weights}: chatting with UNTRAINED weights.", file=stdout)
         self.model.eval()
         linker = EntityLinker(self.vocab.get("entity2id", {}), set(self.item_ids.tolist()))
         loader = self.test_dataloader or self.train_dataloader
         context: List[str] = []
         entities: List[int] = []
         print("Enter [EXIT] to quit.", file=stdout, flush=True)
-        for line in stdin:
+
+        def read_line() -> str:  # a visible prompt; piped input is echoed so transcripts read well
+            print("You: ", end="", file=stdout, flush=True)
+            line = stdin.readline()
+            if not (hasattr(stdin, "isatty") and stdin.isatty()):
+                print(line.rstrip("\n"), file=stdout, flush=True)
+            return line
+
+        for line in iter(read_line, ""):
             text = line.strip()
             if not text:
                 continue
