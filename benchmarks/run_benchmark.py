@@ -247,11 +247,10 @@ def run_baseline(model: str, ctx: DatasetContext, split: str, out_dir: Path
 
 
 def epoch_overrides(config_path: Path, epochs: int) -> List[str]:
-    """``--set <stage>.epoch=N`` for every top-level section of the YAML that has ``epoch``."""
-    import yaml
+    """``--set <stage>.epoch=N`` for every top-level section of the composed config that has ``epoch``."""
+    from crslab_mscrs.config import resolve
 
-    with config_path.open("r", encoding="utf-8") as handle:
-        config = yaml.safe_load(handle) or {}
+    config = resolve(config_path).opt  # the file and everything it extends
     args = []
     for key, value in config.items():
         if isinstance(value, dict) and "epoch" in value:
@@ -371,10 +370,9 @@ def metrics_json_rows(path: Path, model: str, dataset: str, seed: str) -> List[R
 
 
 def _config_dataset(path: Path) -> str:
-    import yaml
+    from crslab_mscrs.config import resolve
 
-    with path.open("r", encoding="utf-8") as handle:
-        return str((yaml.safe_load(handle) or {}).get("dataset", "")).lower()
+    return str(resolve(path).opt.get("dataset") or "").lower()
 
 
 def model_config_path(config_dir: Path, model: str, dataset: str, quick: bool,
@@ -388,7 +386,7 @@ def model_config_path(config_dir: Path, model: str, dataset: str, quick: bool,
         names.insert(0, f"{dataset}_{variant}.yaml")
     for name in names:
         for base in (Path.cwd(), REPO_ROOT):
-            candidate = (base / config_dir / model / name).resolve()
+            candidate = (base / config_dir / model / name).absolute()  # config/ is a link: keep its name
             if not candidate.is_file():
                 continue
             if name == "sample.yaml" and _config_dataset(candidate) != dataset:
