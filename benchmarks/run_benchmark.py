@@ -177,13 +177,23 @@ class DatasetContext:
     notes: List[str] = field(default_factory=list)
 
 
+def shown_path(path) -> str:
+    """A path as results name it: relative to the repository (or its parent, where the raw
+    source lives) when inside, so no machine's folders land in README/docs."""
+    path = Path(path).absolute()
+    for base, prefix in ((REPO_ROOT, ""), (REPO_ROOT.parent, "../")):
+        if path.is_relative_to(base):
+            return prefix + path.relative_to(base).as_posix()
+    return str(path)
+
+
 def load_dataset_context(name: str, data_root: Path, split: str, shared_data: Path,
                          protocols: Sequence[str]) -> DatasetContext:
     directory = data_root / "dataset" / name / "nltk"
     conversations = inst.load_split(directory, split)
     entity2id = inst.load_entity2id(directory)
     item_ids = inst.load_item_ids(directory)
-    instances, notes = {}, [f"data: `{directory}`, split `{split}`: {len(conversations)} conversations, "
+    instances, notes = {}, [f"data: `{shown_path(directory)}`, split `{split}`: {len(conversations)} conversations, "
                             f"{len(item_ids)} items"]
     for protocol in protocols:
         stats = inst.InstanceStats()
@@ -198,7 +208,7 @@ def load_dataset_context(name: str, data_root: Path, split: str, shared_data: Pa
     if name == "redial" and raw_path.is_file():
         uris = inst.load_movie_uris(shared_data / "redial" / "kg" / "id2entity.jsonl")
         answers = inst.seeker_answers(inst.load_jsonl(raw_path), uris, entity2id)
-        notes.append(f"SR/RDL: seeker questionnaire from `{raw_path}`")
+        notes.append(f"SR/RDL: seeker questionnaire from `{shown_path(raw_path)}`")
     else:
         notes.append("SR/RDL: n/a (no seeker questionnaire for this dataset/split)")
     return DatasetContext(name, directory, item_ids, instances, answers,
@@ -545,7 +555,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        f"{record.error.strip().splitlines()[-1] if record.error.strip() else ''}")
     write_results_csv(rows, out_dir / "results.csv")
     preamble = [f"- generated {stamp} UTC by `{' '.join(['benchmarks/run_benchmark.py'] + list(argv or sys.argv[1:]))}`",
-                f"- data: {data_source} (`{data_root}`); ranking split `{args.split}`",
+                f"- data: {data_source} (`{shown_path(data_root)}`); ranking split `{args.split}`",
                 f"- protocols: {', '.join(protocols)}; seeds for model runs: {', '.join(map(str, seeds))}",
                 f"- hardware of this invocation: {hardware_description()} (reused runs name their own in Runs)"]
     (out_dir / "results.md").write_text(

@@ -290,6 +290,17 @@ def _note(message: str) -> None:
     logger.warning(message)
 
 
+_BASE_CACHE: Dict[str, dict] = {}
+
+
+def base_defaults(name: str) -> dict:
+    """The options of a family base (``mscrs/base``): the one place of its defaults, for code
+    handed a partial option dict (a copy; read once per process)."""
+    if name not in _BASE_CACHE:
+        _BASE_CACHE[name] = resolve(name).opt
+    return copy.deepcopy(_BASE_CACHE[name])
+
+
 def compose(spec: Union[str, Path], overrides: Optional[Iterable[str]] = None) -> dict:
     """The complete, validated option dict of a config (packaged name or path) with overrides.
 
