@@ -5,19 +5,27 @@
     python data_prep/build_datasets.py --source RAW --datasets redial --data-root /tmp/data --seed 7
 
 The same command as ``crslab-mscrs build-data`` (:mod:`crslab_mscrs.commands.build_data`);
-``make data`` runs it with ``--source $(SOURCE)``.
+``make data`` runs it with ``--source $(SOURCE)``; without ``--source`` (and
+``$CRSLAB_MSCRS_SOURCE``) this script reads ``<repo>/../shared/data``, the Makefile's default.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+#: the Makefile's SOURCE default, used when neither --source, the config nor $CRSLAB_MSCRS_SOURCE give one
+DEFAULT_SOURCE = REPO_ROOT.parent / "shared" / "data"
 
 
 def main(argv=None) -> int:
     from crslab_mscrs.commands import build_data
+
+    if DEFAULT_SOURCE.is_dir():  # lowest precedence: --source and the config's shared_data win
+        os.environ.setdefault("CRSLAB_MSCRS_SOURCE", str(DEFAULT_SOURCE))
 
     parser = build_data.add_arguments(argparse.ArgumentParser(description=build_data.__doc__,
                                       formatter_class=argparse.RawDescriptionHelpFormatter))
