@@ -67,3 +67,4 @@ def test_the_wheel_runs_the_sample_from_outside_the_repository(tmp_path):
     (run_dir,) = (elsewhere / "save").iterdir()
     assert run_dir.name.startswith("ReDial_MSCRS_seed0_") and (run_dir / "run_config.yaml").is_file()
     assert "FutureWarning" not in result.stderr and "\x1b[" not in result.stderr  # quiet, no colours
+    assert "[Config]" not in result.stderr and "it/s]" not in result.stderr  # config dump at DEBUG, no bars

@@ -253,6 +253,8 @@ def test_interact_answers_a_scripted_user(full_run):
     assert len(replies) == 2 and len(recommended) == 2
     assert all(len(line.split("; ")) == 2 for line in recommended)
     assert all("<movie>" not in line for line in replies)
+    assert lines[0].startswith("Loaded ") and "conv_best.pth" in lines[0]  # says which checkpoint it chats with
+    assert "You: hi i like horror movies" in lines  # the prompt (piped input is echoed after it)
 
 
 def test_retrieved_demonstrations_option(env):
