@@ -11,7 +11,8 @@ setup(
     name="crslab-mscrs",
     version="0.1.0",
     description="MSCRS (multi-modal semantic graph prompt learning) for CRSLab, on a modern stack",
-    long_description=open("README.md", encoding="utf-8").read(),
+    # PyPI shows the README's front part only (what the plugin is), up to its "pypi:end" marker
+    long_description=open("README.md", encoding="utf-8").read().split("<!-- pypi:end")[0].rstrip() + "\n",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # namespace-aware: a code folder without __init__.py (crslab_mscrs/batches) still ships
@@ -19,9 +20,8 @@ setup(
                                      exclude=["crslab_mscrs.sample*", "crslab_mscrs.configs*", "*__pycache__*"]),
     include_package_data=True,
     # the embedded sample, every config (crslab_mscrs/configs/; `config/` in a checkout links
-    # here) and the model contract: a wheel runs `crslab-mscrs --config mscrs/sample` anywhere
-    package_data={"crslab_mscrs": ["sample/**/*", "sample/*", "configs/*.md", "configs/*/*.yaml",
-                                   "model/CONTRACT.md"]},
+    # here): a wheel runs `crslab-mscrs --config mscrs/sample` anywhere
+    package_data={"crslab_mscrs": ["sample/**/*", "sample/*", "configs/*.md", "configs/*/*.yaml"]},
     install_requires=[
         "torch>=2.1",
         "torchvision",

@@ -4,7 +4,7 @@
     python benchmarks/knn_benchmark.py --sizes 10000 --data gaussian --nprobe 16
     python benchmarks/knn_benchmark.py --methods faiss-ivf --sizes 10000 100000
 
-Target (MSCRS_DESIGN section 2): 1e5 items x 768-d in < 60 s and < 2 GB on 2 cores.
+Target (docs/data.md#large-catalogues): 1e5 items x 768-d in < 60 s and < 2 GB on 2 cores.
 
 Every (method, size) case runs in a FRESH subprocess so that its peak RSS
 (``resource.getrusage(...).ru_maxrss``, read right after the build, before the recall

@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from crslab_mscrs.data.jsonl import read_jsonl
 from crslab_mscrs.model.entity_encoder import MultimodalEntityEncoder
 from crslab_mscrs.model.entity_rows import rows_read
 from crslab_mscrs.model.graph_files import check_entity_space, read_graph_file, to_item_space
@@ -137,8 +138,7 @@ def build_components(args):
     if all((graphs_dir / name).is_file() for name in REAL_GRAPH_FILES):
         cooc_graph, text_graph, image_graph = (
             check_entity_space(read_graph_file(graphs_dir / name), args.n_entity) for name in REAL_GRAPH_FILES)
-        items = torch.tensor(sorted(json.loads(line)["item_id"]
-                                    for line in (graphs_dir / "catalogue.jsonl").read_text().splitlines() if line.strip()))
+        items = torch.tensor(sorted(row["item_id"] for row in read_jsonl(graphs_dir / "catalogue.jsonl")))
         args.n_items = int(items.numel())
         text_graph, image_graph = to_item_space(text_graph, items), to_item_space(image_graph, items)
         cooc = LightGCNPropagation(cooc_graph["edge_index"], args.n_entity, cooc_graph["edge_weight"])

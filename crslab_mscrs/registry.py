@@ -1,6 +1,6 @@
 """Registration of this plugin's datasets, models, systems and evaluators into CRSLab.
 
-CRSLab dispatches through plain module-level dicts (see ``docs/CRSLAB_NOTES.md``); we only
+CRSLab dispatches through plain module-level dicts (see ``docs/crslab_compat.md#registries-and-data-paths``); we only
 ever mutate them, never rebind, so every module that imported a table sees our entries.
 This is the ONE place where the plugin touches CRSLab's registries.
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Item features and semantic graphs for MSCRS (MSCRS, SIGIR 2025, sections 3.3-3.4).
+"""Item features and semantic graphs for MSCRS (docs/data.md; MSCRS, SIGIR 2025, sections 3.3-3.4).
 
     python data_prep/features.py all --config features/redial_offline --source RAW_DATA_FOLDER
 

@@ -64,5 +64,5 @@ def test_model_choices_per_variant():
     sample = read("sample")
     assert sample["data_root"] == "sample" and sample["lm"].startswith("tiny-random")
     assert all(sample[s]["epoch"] <= 2 for s in ("pretrain", "rec", "conv"))
-    # defaults of the authors' code (MSCRS_DESIGN section 7)
+    # defaults of the authors' code (docs/model.md#training-stages)
     assert read("redial")["pretrain"]["warmup_steps"] == 1389 and read("inspired")["rec"]["epoch"] == 20

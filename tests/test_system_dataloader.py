@@ -8,7 +8,8 @@ from crslab_mscrs.batches.dataloader import MSCRSDataLoader
 from crslab_mscrs.batches.encoding import IGNORE_INDEX
 from crslab_mscrs.batches.movie_mentions import (MaskStats, count_placeholders, fill_placeholders,
                                                       mask_movie_mentions)
-from crslab_mscrs.batches.text import context_roles, entity_display_name, entity_surface_name
+from crslab_mscrs.batches.text import context_roles
+from crslab_mscrs.data.item_names import entity_display_name, entity_surface_name
 from crslab_mscrs.training.toy import toy_splits, toy_vocab_and_side_data
 
 
@@ -155,13 +156,3 @@ def test_item_names_file_names_items_without_a_dbpedia_title(toy, tokenizers, tm
     names.write_text('{"%d": "%s"}' % (item, without.turns[0].response.split("seen ")[1].split(" (")[0]))
     named = MSCRSDataLoader({"item_names_file": str(names)}, [first], numeric_vocab, *tokenizers)
     assert named.turns[0].response_masked == "have you seen <movie>?"
-
-
-def test_entity_linker_prefers_longest_names_and_items():
-    from crslab_mscrs.training.entity_linking import EntityLinker
-
-    entity2id = {"<http://dbpedia.org/resource/Red_River_(film)>": 1, "<http://dbpedia.org/resource/Red_River>": 7,
-                 "<http://dbpedia.org/resource/Horror_film>": 9, "<http://dbpedia.org/resource/It_(2017_film)>": 4}
-    linker = EntityLinker(entity2id, item_ids=[1, 4])
-    assert linker.link("I loved Red River, any horror film?") == [1, 9]
-    assert linker.link("it was fine") == []  # too short to link

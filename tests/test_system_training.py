@@ -9,9 +9,9 @@ import torch
 
 import crslab_mscrs  # noqa: F401  (compat + registration)
 from crslab_mscrs.evaluation.rankings import read_rankings
-from crslab_mscrs.training.checkpoint import load_checkpoint, load_trainable_state
+from crslab_mscrs.training.checkpoint import load_checkpoint, load_checkpoint_weights, load_trainable_state
 from crslab_mscrs.batches.dataloader import MSCRSDataLoader
-from crslab_mscrs.training.system import MSCRSSystem, load_checkpoint_weights
+from crslab_mscrs.training.system import MSCRSSystem
 from crslab_mscrs.training.toy import N_ITEMS, toy_splits, toy_vocab_and_side_data, write_toy_graphs
 
 
@@ -70,14 +70,15 @@ def spy_evaluations(system):
     calls = []
     names = {id(system.train_dataloader): "train", id(system.valid_dataloader): "valid",
              id(system.test_dataloader): "test"}
-    for method in ("_rec_metrics", "_conv_nll", "generate_replies"):
-        original = getattr(system, method)
+    for owner, method in ((system.evaluation, "rec_metrics"), (system.evaluation, "conv_nll"),
+                          (system.generation, "generate_replies")):
+        original = getattr(owner, method)
 
         def wrapper(loader, *args, _original=original, _method=method, **kwargs):
             calls.append((_method, names[id(loader)]))
             return _original(loader, *args, **kwargs)
 
-        setattr(system, method, wrapper)
+        setattr(owner, method, wrapper)
     return calls
 
 
@@ -86,13 +87,13 @@ def full_run(env):
     system = make_system(env, "full")
     calls = spy_evaluations(system)
     stage_start = {}
-    original_train_stage = system._train_stage
+    original_train_stage = system.loop.train_stage
 
     def train_stage(stage, *args, **kwargs):
         stage_start[stage] = {k: v.clone() for k, v in system.model.state_dict().items()}
         return original_train_stage(stage, *args, **kwargs)
 
-    system._train_stage = train_stage
+    system.loop.train_stage = train_stage
     results = system.fit()
     return SimpleNamespace(system=system, results=results, calls=calls, stage_start=stage_start)
 
@@ -118,8 +119,8 @@ def test_fit_writes_metrics_and_rankings(env, full_run):
 
 def test_test_split_is_evaluated_once_per_stage(full_run):
     test_calls = [c for c in full_run.calls if c[1] == "test"]
-    assert sorted(test_calls) == [("_conv_nll", "test"), ("_rec_metrics", "test"), ("generate_replies", "test")]
-    assert ("_rec_metrics", "valid") in full_run.calls and ("_conv_nll", "valid") in full_run.calls
+    assert sorted(test_calls) == [("conv_nll", "test"), ("generate_replies", "test"), ("rec_metrics", "test")]
+    assert ("rec_metrics", "valid") in full_run.calls and ("conv_nll", "valid") in full_run.calls
 
 
 def test_rec_checkpoint_is_chosen_on_valid_and_used_for_test(env, full_run):
@@ -132,7 +133,7 @@ def test_rec_checkpoint_is_chosen_on_valid_and_used_for_test(env, full_run):
     system = full_run.system
     load_trainable_state(system.model, best["model"])
     with torch.no_grad():
-        again, _ = system._rec_metrics(system.test_dataloader, 8, mode="test")
+        again, _ = system.evaluation.rec_metrics(system.test_dataloader, 8, mode="test")
     assert again["recall@50"] == pytest.approx(rec["test"]["recall@50"])
     assert again["mrr@50"] == pytest.approx(rec["test"]["mrr@50"])
 
@@ -162,11 +163,11 @@ def test_resume_after_a_kill_equals_the_uninterrupted_run(env, full_run, monkeyp
         if stage == "rec" and epoch == 0:
             raise SimulatedKill()
 
-    monkeypatch.setattr(killed, "_on_checkpoint_saved", kill_after_first_rec_epoch)
+    monkeypatch.setattr(killed.loop, "on_epoch_saved", kill_after_first_rec_epoch)
     with pytest.raises(SimulatedKill):
         killed.fit()
     last = load_checkpoint(killed.run_dir / "last.pth")
-    assert last["completed"] == ["pretrain"] and last["current"]["epoch_done"] == 0
+    assert last.completed == ["pretrain"] and last.current.epoch_done == 0
 
     resumed = make_system(env, "killed", restore=True)  # CRSLab's -rs flag
     results = resumed.fit()
@@ -212,13 +213,13 @@ def test_resume_inside_an_epoch_equals_the_uninterrupted_run(env):
         if stage == "rec":
             raise SimulatedKill()
 
-    killed._on_partial_checkpoint_saved = kill_after_first_batch
+    killed.loop.on_partial_saved = kill_after_first_batch
     draws = record_random_draws(killed)
     with pytest.raises(SimulatedKill):
         killed.fit()
     last = load_checkpoint(killed.run_dir / "last.pth")
-    assert last["completed"] == ["pretrain"] and last["current"]["epoch_done"] == -1
-    assert last["current"]["partial"]["batches_done"] == 1
+    assert last.completed == ["pretrain"] and last.current.epoch_done == -1
+    assert last.current.partial.batches_done == 1
 
     with pytest.raises(ValueError, match="rec.batch_size=8"):  # another batch order: refused, not mixed
         make_system(env, "killed_mid_epoch", restore=True, rec=dict(rec, batch_size=4)).fit()
@@ -260,13 +261,13 @@ def test_interact_answers_a_scripted_user(full_run):
 def test_retrieved_demonstrations_option(env):
     system = make_system(env, "demos", stages=["conv"], use_demonstrations=True, n_demonstrations=2,
                          demonstration_max_length=16)
-    system._attach_demonstrations()
+    system.demonstrations.attach(system.loaders())
     train = system.train_dataloader
     batch = train.conv_batchify(train.conv_turns()[:3])
     assert batch["demo_input_ids"].shape[:2] == (3, 2) and batch["demo_input_ids"].shape[2] <= 16
     assert batch["demo_mask"].all()
     # a turn never gets a demonstration from its own conversation
-    index = system._demo_index
+    index = system.demonstrations.index
     own = train.turns[train.conv_turns()[0]]
     retrieved = index.retriever.retrieve(index.embed([train._feature("context", own.index)["prompt"]],
                                                      index.pad_id), 2, [own.conv_id])
@@ -301,16 +302,16 @@ def count_training_steps(system) -> list:
 
 
 def test_time_bounded_stage_caps_batches_and_skips_validation(env):
-    """``max_steps`` caps the training batches of an epoch; ``validate: false`` skips the valid
+    """``max_batches_per_epoch`` caps the training batches of an epoch; ``validate: false`` skips the valid
     pass and keeps the last epoch (used for the budgeted CPU runs of the benchmark)."""
-    rec = dict(section(2), max_steps=1, validate=False)
+    rec = dict(section(2), max_batches_per_epoch=1, validate=False)
     system = make_system(env, "budget", stages=["rec"], rec=rec)
     calls = spy_evaluations(system)
     steps = count_training_steps(system)
     assert system.train_dataloader.num_batches("rec", 8) > 1  # so that the cap matters
     results = system.fit()
     assert steps == ["rec", "rec"]  # 2 epochs x 1 batch
-    assert calls == [("_rec_metrics", "test")]  # no valid pass, test once
+    assert calls == [("rec_metrics", "test")]  # no valid pass, test once
     assert results["rec"]["chosen_epoch"] == 1
     assert [h["valid"] for h in results["rec"]["valid_history"]] == [None, None]
 
@@ -327,20 +328,20 @@ def test_time_limit_ends_the_stage_after_the_batch_that_passes_it(env):
     def kill_after_the_epoch(stage, epoch):
         raise SimulatedKill()
 
-    system._on_checkpoint_saved = kill_after_the_epoch
+    system.loop.on_epoch_saved = kill_after_the_epoch
     assert system.train_dataloader.num_batches("rec", 8) > 1  # so that cutting the epoch matters
     with pytest.raises(SimulatedKill):
         system.fit()
-    assert steps == ["rec"] and calls == [("_rec_metrics", "valid")]
+    assert steps == ["rec"] and calls == [("rec_metrics", "valid")]
     resumed = make_system(env, "time_limited", restore=True, stages=["rec"], rec=rec)
     resumed_calls = spy_evaluations(resumed)
     resumed_steps = count_training_steps(resumed)
     results = resumed.fit()
-    assert resumed_steps == [] and resumed_calls == [("_rec_metrics", "test")]
+    assert resumed_steps == [] and resumed_calls == [("rec_metrics", "test")]
     assert results["rec"]["chosen_epoch"] == 0
     assert results["rec"]["valid_history"][0]["time_limit_reached"] is True
     assert results["rec"]["train_seconds"] >= 0
-    assert load_checkpoint(resumed.run_dir / "last.pth")["completed"] == ["rec"]
+    assert load_checkpoint(resumed.run_dir / "last.pth").completed == ["rec"]
 
 
 def test_time_limit_must_be_a_positive_number(env):
@@ -355,7 +356,7 @@ def test_bf16_autocast_path_runs_every_stage(env, monkeypatch):
     sparse graph layers and bf16 dense outputs broke it before the entity table was
     computed with autocast off)."""
     system = make_system(env, "bf16", lm="tiny-random-llama", rec=section(1))
-    monkeypatch.setattr(system, "_autocast", lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    monkeypatch.setattr(system, "autocast", lambda: torch.autocast("cpu", dtype=torch.bfloat16))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert system.core.entity_table().dtype == torch.float32
     results = system.fit()
@@ -376,7 +377,7 @@ def test_generated_slots_are_filled_with_the_recommenders_top_items(full_run, mo
     system = full_run.system
     loader = system.test_dataloader
     n_rows = len(loader.generation_rows())
-    slot = system.placeholder
+    slot = system.settings.placeholder
     scripted = [f"try {slot} or {slot}" if i % 2 == 0 else "what else do you like?" for i in range(n_rows)]
     texts = iter(scripted)
     monkeypatch.setattr(system.core, "generate",
@@ -392,14 +393,15 @@ def test_generated_slots_are_filled_with_the_recommenders_top_items(full_run, mo
         return original_step(batch, stage, mode)
 
     monkeypatch.setattr(system, "step", spying_step)
-    replies = system.generate_replies(loader, batch_size=8)
+    replies = system.generation.generate_replies(loader, batch_size=8)
+    assert system.item_names is system.train_dataloader.item_names  # one resolver: masking and filling
     assert [r["raw"] for r in replies] == scripted
     assert sum(ranked_rows) == len(range(0, n_rows, 2))  # only the replies with slots were ranked
     for i, reply in enumerate(replies):
         if i % 2:
             assert reply["n_slots"] == 0 and reply["top_items"] == [] and reply["reply"] == scripted[i]
             continue
-        first, second = (system.item_name(e) for e in reply["top_items"][:2])
+        first, second = (system.item_names.name(e) for e in reply["top_items"][:2])
         assert reply["n_slots"] == 2 and reply["reply"] == f"try {first} or {second}"
 
 
@@ -414,7 +416,7 @@ def test_killed_test_generation_resumes_from_its_journal(env):
     def kill_after_first_batch(n_done):
         raise SimulatedKill()
 
-    killed._on_replies_saved = kill_after_first_batch
+    killed.generation.on_replies_saved = kill_after_first_batch
     with pytest.raises(SimulatedKill):
         killed.fit()
     journal = killed.run_dir / "test_generation.journal.jsonl"
@@ -432,12 +434,12 @@ def test_killed_test_generation_resumes_from_its_journal(env):
     resumed.core.generate = counting_generate
     results = resumed.fit()
     n_rows = len(resumed.test_dataloader.generation_rows())
-    assert ("_conv_nll", "test") not in calls and sum(generated_rows) == n_rows - 2
+    assert ("conv_nll", "test") not in calls and sum(generated_rows) == n_rows - 2
     assert results["conv"]["test"]["generation"]["n_replies"] == n_rows
     assert not journal.exists()  # its replies are in test_replies.jsonl now
     written = [json.loads(line) for line in (resumed.run_dir / "test_replies.jsonl").read_text().splitlines()]
     resumed.core.generate = original_generate
-    uninterrupted = resumed.generate_replies(resumed.test_dataloader, batch_size=2)
+    uninterrupted = resumed.generation.generate_replies(resumed.test_dataloader, batch_size=2)
     assert [r["raw"] for r in written] == [r["raw"] for r in uninterrupted]
     assert [(r["conv_id"], r["turn_index"]) for r in written] == \
         [(r["conv_id"], r["turn_index"]) for r in uninterrupted]
@@ -452,9 +454,9 @@ def test_sampled_generation_is_seeded_per_batch(full_run):
         torch.manual_seed(123)
         expected = torch.rand(3)
         torch.manual_seed(123)
-        first = system.generate_replies(system.test_dataloader, batch_size=2)
+        first = system.generation.generate_replies(system.test_dataloader, batch_size=2)
         assert torch.equal(torch.rand(3), expected)  # the caller's random state is untouched
-        second = system.generate_replies(system.test_dataloader, batch_size=2)  # other global state
+        second = system.generation.generate_replies(system.test_dataloader, batch_size=2)  # other global state
     finally:
         system.opt["do_sample"], system.opt["top_p"] = False, None
     assert [r["raw"] for r in first] == [r["raw"] for r in second]

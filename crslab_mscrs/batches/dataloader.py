@@ -5,7 +5,7 @@ Input: the samples of CRSLab's ReDial / INSPIRED datasets (one per turn after th
 ``items``, ``role`` and, from :mod:`crslab_mscrs.compat.conversation_tags`,
 ``conv_id`` / ``turn_index`` (derived when absent: ``turn_index = len(context_tokens)``).
 
-Tasks (batch keys: see the shared model contract, ``crslab_mscrs/model/CONTRACT.md``):
+Tasks (batch keys, shapes and padding: :mod:`crslab_mscrs.batches.contract`):
 
 - ``pretrain``: EVERY turn; input = context + response (so its recall is inflated by
   design); one row per target = items of the response + entities first mentioned in it
@@ -34,17 +34,19 @@ from dataclasses import dataclass, field
 from math import ceil
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-import torch
 from crslab.data.dataloader.base import BaseDataLoader
 from loguru import logger
 from tqdm import tqdm
 
 from crslab_mscrs.batches.collate import pad_entities, pad_ids, pad_labels, stack_labels
-from crslab_mscrs.batches.encoding import IGNORE_INDEX, DialogueEncoder, EncodingLimits
-from crslab_mscrs.batches.movie_mentions import DEFAULT_PLACEHOLDER, MaskStats, mask_movie_mentions
+from crslab_mscrs.batches.contract import (ConvBatch, GenerationBatch, LiveBatch, ModelInputs, PretrainBatch,
+                                          RecBatch, RecEvalBatch, TurnMeta)
+from crslab_mscrs.batches.encoding import IGNORE_INDEX, DialogueEncoder
+from crslab_mscrs.batches.movie_mentions import MaskStats, mask_movie_mentions
 from crslab_mscrs.batches.source_text import MergedTurn, SplitText, match_split, turn_ids
-from crslab_mscrs.batches.text import (Detokenizer, context_roles, detokenize_words,
-                                            entity_surface_name, is_recommender, turn_text)
+from crslab_mscrs.batches.text import Detokenizer, context_roles, detokenize_words, is_recommender, turn_text
+from crslab_mscrs.data.item_names import ItemNames, read_item_names
+from crslab_mscrs.training.settings import BatchSettings
 
 
 @dataclass
@@ -69,43 +71,10 @@ class Turn:
 
 
 def load_item_names(opt) -> Dict[int, str]:
-    """Optional ``{entity id: movie name}`` table: config key ``item_names_file`` or
-    ``<data_root>/dataset/<dataset>/<tokenize>/item_names.json`` when it exists. Needed for
-    items whose KG "URI" is not a DBpedia title (e.g. ReDial movies without a DBpedia link,
-    stored under their raw movieId)."""
-    import json
-    from pathlib import Path
-
-    path = opt.get("item_names_file")
-    if not path and opt.get("dataset"):
-        try:
-            from crslab_mscrs.paths import dataset_dir
-
-            path = dataset_dir(str(opt["dataset"]), str(opt.get("tokenize") or "nltk")) / "item_names.json"
-        except Exception:  # pragma: no cover - paths not configured
-            path = None
-    if not path or not Path(path).is_file():
-        if opt.get("item_names_file"):
-            raise FileNotFoundError(f"config key 'item_names_file': {path} does not exist")
-        return {}
-    with open(path, encoding="utf-8") as handle:
-        table = json.load(handle)
-    return {int(k): str(v) for k, v in table.items()}
-
-
-DIALOGUE_TEXT_MODES = ("dataset", "ids")
-"""Config key ``dialogue_text``: ``dataset`` (original words from the split files, with
-fallback to ids) or ``ids`` (CRSLab's word ids, detokenised: the old behaviour)."""
-
-
-def built_dataset_folder(opt):
-    """``<data_root>/dataset/<dataset>/<tokenize>`` of the config, or None without a dataset."""
-    if not opt.get("dataset"):
-        return None
-    from crslab_mscrs.paths import dataset_dir
-
-    tokenize = opt.get("tokenize")
-    return dataset_dir(str(opt["dataset"]), tokenize if isinstance(tokenize, str) and tokenize else "nltk")
+    """The ``{entity id: movie name}`` table of the config (``item_names_file``, else the built
+    dataset's ``item_names.json`` when it exists; see :meth:`BatchSettings.item_names_path`)."""
+    path = BatchSettings.from_opt(opt).item_names_path()
+    return read_item_names(path) if path is not None else {}
 
 
 class MSCRSDataLoader(BaseDataLoader):
@@ -114,11 +83,12 @@ class MSCRSDataLoader(BaseDataLoader):
     def __init__(self, opt, dataset, vocab, lm_tokenizer=None, text_tokenizer=None):
         super().__init__(opt, dataset)
         self.vocab = vocab
-        self.limits = EncodingLimits.from_opt(opt)
-        self.placeholder = opt.get("movie_placeholder", DEFAULT_PLACEHOLDER)
+        self.settings = BatchSettings.from_opt(opt)
+        self.limits = self.settings.limits
+        self.placeholder = self.settings.placeholder
         self.pad_entity = int(vocab.get("pad_entity", 0))
         self.id2entity = {int(k): v for k, v in vocab.get("id2entity", {}).items()}
-        self.item_names = load_item_names(opt)
+        self.item_names = ItemNames.load(self.settings.item_names_path(), self.id2entity)
         self.detokenizer = Detokenizer(vocab["ind2tok"])
         self.mask_stats = MaskStats()
         self._encoder: Optional[DialogueEncoder] = None
@@ -127,10 +97,7 @@ class MSCRSDataLoader(BaseDataLoader):
         self.item_ids: Optional[set] = None
         self._warned_non_items = False
         self.demonstrations: Optional[Dict[int, list]] = None
-        self.dialogue_text = str(opt.get("dialogue_text", "dataset"))
-        if self.dialogue_text not in DIALOGUE_TEXT_MODES:
-            raise ValueError(f"config key 'dialogue_text' must be one of {DIALOGUE_TEXT_MODES}, "
-                             f"got {self.dialogue_text!r}")
+        self.dialogue_text = self.settings.dialogue_text
         self.source_text: Optional[SplitText] = None
         self.text_fallbacks: Counter = Counter()   # why samples read their ids instead
         self._warned_fallback = False
@@ -168,25 +135,20 @@ class MSCRSDataLoader(BaseDataLoader):
         if self._encoder is None:
             from crslab_mscrs.model.loading import load_causal_lm, load_text_encoder
 
+            settings = self.settings
             for key in ("lm", "text_encoder"):
-                if not self.opt.get(key):
+                if not getattr(settings, key):
                     raise KeyError(f"config key '{key}' is required by the MSCRS dataloader")
-            logger.info("[MSCRS dataloader: loading tokenizers of {} and {}]",
-                        self.opt["lm"], self.opt["text_encoder"])
-            _, lm_tok = load_causal_lm(self.opt["lm"], gguf_file=self.opt.get("lm_gguf_file"))
-            _, text_tok = load_text_encoder(self.opt["text_encoder"])
+            logger.info("[MSCRS dataloader: loading tokenizers of {} and {}]", settings.lm, settings.text_encoder)
+            _, lm_tok = load_causal_lm(settings.lm, gguf_file=settings.lm_gguf_file)
+            _, text_tok = load_text_encoder(settings.text_encoder)
             self.attach_tokenizers(lm_tok, text_tok)
         return self._encoder
 
     # -- samples as text -----------------------------------------------------------------
     def item_name(self, entity_id: int) -> str:
-        """Name used to find the item in responses: ``item_names.json`` when the dataset
-        ships one, else the entity's DBpedia title."""
-        name = self.item_names.get(int(entity_id))
-        if name:
-            return name
-        uri = self.id2entity.get(int(entity_id))
-        return entity_surface_name(uri) if uri else str(entity_id)
+        """Name used to find the item in responses (:class:`ItemNames`, the one resolver)."""
+        return self.item_names.name(entity_id)
 
     @property
     def turns(self) -> List[Turn]:
@@ -216,7 +178,7 @@ class MSCRSDataLoader(BaseDataLoader):
         """The split file of these samples (see :func:`source_text.match_split`), or None."""
         if self.dialogue_text == "ids" or not self.dataset:
             return None
-        match = match_split(built_dataset_folder(self.opt), self.dataset, agreement=self._agreement)
+        match = match_split(self.settings.dataset_folder(), self.dataset, agreement=self._agreement)
         if match.text is None:
             self._warn_fallback("[MSCRS dataloader: text detokenised from CRSLab's word ids (train vocabulary: "
                                 f"unseen words read __unk__) because {match.reason}]")
@@ -361,7 +323,7 @@ class MSCRSDataLoader(BaseDataLoader):
         self._features[key] = feature
         return feature
 
-    def _common(self, features: Sequence[dict], left: bool) -> dict:
+    def _common(self, features: Sequence[dict], left: bool) -> ModelInputs:
         enc = self.encoder
         input_ids, attention_mask = pad_ids([f["lm"] for f in features], enc.lm_pad_id, left=left)
         prompt_ids, prompt_mask = pad_ids([f["prompt"] for f in features], enc.text_pad_id, left=False)
@@ -370,7 +332,7 @@ class MSCRSDataLoader(BaseDataLoader):
                 "prompt_input_ids": prompt_ids, "prompt_attention_mask": prompt_mask,
                 "entity_ids": entity_ids, "entity_mask": entity_mask}
 
-    def _meta(self, indices: Sequence[int]) -> dict:
+    def _meta(self, indices: Sequence[int]) -> TurnMeta:
         turns = [self.turns[i] for i in indices]
         return {"conv_ids": [t.conv_id for t in turns], "turn_indices": [t.turn_index for t in turns],
                 "items": [list(t.items) for t in turns], "references": [t.response for t in turns],
@@ -378,33 +340,33 @@ class MSCRSDataLoader(BaseDataLoader):
                 "context_entities": [list(t.context_entities) for t in turns]}
 
     # -- batch functions -------------------------------------------------------------------
-    def pretrain_batchify(self, rows: Sequence[Tuple[int, int]]) -> dict:
+    def pretrain_batchify(self, rows: Sequence[Tuple[int, int]]) -> PretrainBatch:
         batch = self._common([self._feature("pretrain", i) for i, _ in rows], left=True)
         batch["labels"] = stack_labels([target for _, target in rows])
         return batch
 
-    def rec_batchify(self, rows: Sequence[Tuple[int, int]]) -> dict:
+    def rec_batchify(self, rows: Sequence[Tuple[int, int]]) -> RecBatch:
         batch = self._common([self._feature("context", i) for i, _ in rows], left=True)
         batch["labels"] = stack_labels([item for _, item in rows])
         return batch
 
-    def rec_eval_batchify(self, indices: Sequence[int]) -> dict:
+    def rec_eval_batchify(self, indices: Sequence[int]) -> RecEvalBatch:
         batch = self._common([self._feature("context", i) for i in indices], left=True)
         batch["meta"] = self._meta(indices)
         return batch
 
-    def conv_batchify(self, indices: Sequence[int]) -> dict:
+    def conv_batchify(self, indices: Sequence[int]) -> ConvBatch:
         features = [self._feature("conv", i) for i in indices]
         batch = self._common(features, left=False)
         batch["labels"] = pad_labels([f["labels"] for f in features], batch["input_ids"].shape[1], IGNORE_INDEX)
         return self._add_demonstrations(batch, indices)
 
-    def generation_batchify(self, indices: Sequence[int]) -> dict:
+    def generation_batchify(self, indices: Sequence[int]) -> GenerationBatch:
         batch = self._common([self._feature("context", i) for i in indices], left=True)
         batch["meta"] = self._meta(indices)
         return self._add_demonstrations(batch, indices)
 
-    def live_batch(self, context: Sequence[str], context_entities: Sequence[int]) -> dict:
+    def live_batch(self, context: Sequence[str], context_entities: Sequence[int]) -> LiveBatch:
         """Generation/rec batch of one live dialogue (``interact``): speaker-prefixed turns."""
         enc = self.encoder
         feature = {"lm": enc.lm_context(context, with_reply_prompt=True), "prompt": enc.prompt(context),
@@ -427,7 +389,7 @@ class MSCRSDataLoader(BaseDataLoader):
     def _batches(self, rows: list, batch_fn: Callable, batch_size: int, shuffle: bool,
                  desc: str, max_batches: Optional[int] = None, start_batch: int = 0) -> Iterator[dict]:
         """Like ``BaseDataLoader.get_data`` (``scale``, Python ``random`` shuffling) with a
-        labelled progress bar; ``max_batches`` stops early (a stage's ``max_steps``).
+        labelled progress bar; ``max_batches`` stops early (a stage's ``max_batches_per_epoch``).
 
         The order is drawn when this is called, not at the first batch, so a resumed epoch
         can restore the random state of its start, draw the same order, skip the
@@ -471,7 +433,7 @@ class MSCRSDataLoader(BaseDataLoader):
         rows = self.conv_turns()
         return rows[:ceil(len(rows) * self.scale)]
 
-    def generation_meta(self, rows: Sequence[int]) -> dict:
+    def generation_meta(self, rows: Sequence[int]) -> TurnMeta:
         """Conversation ids, turn indices and references of generation ``rows``."""
         return self._meta(rows)
 

@@ -7,29 +7,13 @@ response from the right, the context entities keep the last ``entity_max_length`
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from crslab_mscrs.batches.text import REPLY_PROMPT
+from crslab_mscrs.training.settings import EncodingLimits  # noqa: F401  (the limits' owner)
 
 IGNORE_INDEX = -100
 """Label of positions that carry no loss (context, prompt and padding tokens)."""
-
-
-@dataclass(frozen=True)
-class EncodingLimits:
-    """Lengths in tokens (config keys of the same names)."""
-
-    context_max_length: int = 200   # LM tokens of the dialogue context (incl. the reply prompt)
-    prompt_max_length: int = 200    # text-encoder tokens of the context (incl. [CLS]/[SEP])
-    response_max_length: int = 183  # LM tokens of a response (incl. the final eos)
-    entity_max_length: int = 32     # most recent context entities
-
-    @classmethod
-    def from_opt(cls, opt) -> "EncodingLimits":
-        get = opt.get
-        return cls(int(get("context_max_length", 200)), int(get("prompt_max_length", 200)),
-                   int(get("response_max_length", 183)), int(get("entity_max_length", 32)))
 
 
 class DialogueEncoder:

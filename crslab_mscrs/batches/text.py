@@ -10,10 +10,8 @@ Text format (shared contract): each turn is prefixed ``"User: "`` (seeker) or
 """
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from typing import Dict, Iterable, List, Sequence, Tuple
-from urllib.parse import unquote
 
 from nltk.tokenize.treebank import TreebankWordDetokenizer
 
@@ -28,9 +26,6 @@ CRSLAB_SPECIAL_TOKENS = frozenset({"__pad__", "__start__", "__end__", "__unk__"}
 (``__unk__`` words are unknown to the train vocabulary, so their text is lost anyway)."""
 
 _DETOKENIZER = TreebankWordDetokenizer()
-_DBPEDIA_PREFIX = "http://dbpedia.org/resource/"
-_PARENTHETICAL = re.compile(r"\s*\(([^()]*)\)\s*$")
-_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 
 
 def is_recommender(role: str) -> bool:
@@ -81,33 +76,3 @@ class Detokenizer:
         if cached is None:
             cached = self._text_cache[key] = detokenize_words(self.words(token_ids))
         return cached
-
-
-@lru_cache(maxsize=None)
-def entity_surface_name(uri: str) -> str:
-    """Name of a DBpedia entity without its disambiguation suffix.
-
-    ``<http://dbpedia.org/resource/Rio_(2011_film)>`` -> ``Rio``. Used to find movie
-    mentions in responses and to link entities typed by a user.
-    """
-    name = unquote(str(uri).strip("<>"))
-    if name.startswith(_DBPEDIA_PREFIX):
-        name = name[len(_DBPEDIA_PREFIX):]
-    name = name.replace("_", " ")
-    return _PARENTHETICAL.sub("", name).strip() or name.strip()
-
-
-@lru_cache(maxsize=None)
-def entity_display_name(uri: str) -> str:
-    """Readable name: ``Rio (2011)`` when the DBpedia suffix holds a year, else ``Rio``."""
-    name = unquote(str(uri).strip("<>"))
-    if name.startswith(_DBPEDIA_PREFIX):
-        name = name[len(_DBPEDIA_PREFIX):]
-    name = name.replace("_", " ")
-    match = _PARENTHETICAL.search(name)
-    base = entity_surface_name(uri)
-    if match:
-        year = _YEAR.search(match.group(1))
-        if year:
-            return f"{base} ({year.group(1)})"
-    return base

@@ -9,7 +9,7 @@
 - ``evaluator.gen_evaluate(hyp, refs)`` (KBRD and KGSF call it per generated test reply
   with the decoded words) records ``(hyp, refs[0])``, so that :func:`write_outputs` scores
   the replies with OUR generation metrics (CRSLab's ``standard`` evaluator counts character
-  n-grams for Dist, EVALUATION.md) under ``stages.conv.test.generation``, the key our
+  n-grams for Dist, docs/evaluation.md) under ``stages.conv.test.generation``, the key our
   systems use, which puts KBRD/KGSF in the same generation table as UniCRS/MSCRS.
 
 CRSLab's recommendation dataloaders emit one row per (recommender turn, movie) in dataset
@@ -22,11 +22,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
-RANKING_DEPTH = 100
+from crslab_mscrs.evaluation.rankings import MIN_RANKING_LENGTH
+from crslab_mscrs.evaluation.rankings import TurnKey
 
 
 def recommendation_row_tags(dataset, scale: float = 1.0) -> List[Tuple[str, int]]:
@@ -46,7 +47,7 @@ def recommendation_row_tags(dataset, scale: float = 1.0) -> List[Tuple[str, int]
 class TestCapture:
     """Holds the captured test rankings and metrics of one run."""
 
-    def __init__(self, item_ids, depth: int = RANKING_DEPTH):
+    def __init__(self, item_ids, depth: int = MIN_RANKING_LENGTH):
         self.item_ids = torch.as_tensor(list(item_ids), dtype=torch.long)
         self.depth = min(depth, len(self.item_ids))
         self.mode: Optional[str] = None
@@ -59,16 +60,15 @@ class TestCapture:
         top = torch.topk(scores, self.depth, dim=-1).indices
         self.rows.extend(self.item_ids[top].tolist())
 
-    def turn_rankings(self, tags: List[Tuple[str, int]]) -> List[dict]:
+    def turn_rankings(self, tags: List[Tuple[str, int]]) -> Dict[TurnKey, List[int]]:
+        """``{(conv_id, turn_index): ranked items}``: the first row of each tagged turn."""
         if len(tags) != len(self.rows):
             raise RuntimeError(f"captured {len(self.rows)} test rows but the test split has {len(tags)} "
                                "recommendation rows: was the test loader shuffled?")
-        seen, out = set(), []
+        out: Dict[TurnKey, List[int]] = {}
         for (conv_id, turn_index), ranked in zip(tags, self.rows):
-            if conv_id is None or (conv_id, turn_index) in seen:
-                continue
-            seen.add((conv_id, turn_index))
-            out.append({"conv_id": conv_id, "turn_index": turn_index, "ranked_items": ranked})
+            if conv_id is not None:
+                out.setdefault((conv_id, turn_index), ranked)
         return out
 
 
@@ -157,13 +157,14 @@ def rescore_replies(metrics_path, item_names) -> dict:
     replies_path = metrics_path.with_name("test_replies.jsonl")
     if not replies_path.is_file():
         raise FileNotFoundError(f"{replies_path}: no captured test replies to score")
+    from crslab_mscrs.data.jsonl import iter_jsonl
+
     replies = []
-    for number, line in enumerate(replies_path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, row in iter_jsonl(replies_path):
         try:
-            row = json.loads(line)
             replies.append((str(row["reply"]), str(row["reference"])))
-        except (ValueError, KeyError, TypeError) as err:
-            raise ValueError(f"{replies_path}, line {number}: not a {{reply, reference}} JSON object ({err})")
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{replies_path}:{number}: not a {{reply, reference}} JSON object ({err})")
     payload = json.loads(metrics_path.read_text(encoding="utf-8"))
     generation = generation_summary(replies, item_names)
     payload["stages"] = {"conv": {"test": {"generation": generation}}}
@@ -179,14 +180,10 @@ def write_outputs(capture: TestCapture, test_dataset, rankings_out=None, metrics
     captured test replies are scored and, next to ``metrics_out``, written to
     ``test_replies.jsonl``."""
     if rankings_out:
-        rows = capture.turn_rankings(recommendation_row_tags(test_dataset, scale))
-        path = Path(rankings_out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
-        tmp.replace(path)
+        from crslab_mscrs.evaluation.rankings import write_rankings_file
+
+        write_rankings_file(rankings_out, capture.turn_rankings(recommendation_row_tags(test_dataset, scale)),
+                            capture.depth)
     if metrics_out:
         path = Path(metrics_out)
         path.parent.mkdir(parents=True, exist_ok=True)

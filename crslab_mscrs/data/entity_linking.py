@@ -22,6 +22,13 @@ Method (documented, deterministic):
    only matches when the text capitalises every word ("Growing Up", not "growing up").
 
 Movies are excluded (``exclude_ids``): they are linked through ReDial's ``@id`` mentions.
+
+The ONE linker of the project: the ReDial builder links dialogue text with
+:func:`kg_linker`; interactive mode (``crslab_mscrs/training/chat.py``) links what a user
+types with the same linker built from the built dataset folder, on the same
+:func:`~crslab_mscrs.data.tokenize.word_tokenize` tokens (:func:`link_typed_text`), so it sees
+the entities training saw. Typed movie names (there are no ``@id`` mentions to read) are linked
+by :func:`item_name_linker` over ``item_names.json``.
 """
 from __future__ import annotations
 
@@ -128,10 +135,10 @@ class EntityLinker:
     def __len__(self) -> int:
         return len(self.name_to_uri)
 
-    def link(self, tokens: Sequence[str]) -> List[str]:
-        """URIs of the entities named in ``tokens`` (each once, in order of mention)."""
+    def find(self, tokens: Sequence[str]) -> List[Tuple[int, int, str]]:
+        """``(start, end, uri)`` of every match in ``tokens`` (rules 4 of the module doc)."""
         lowered = [tok.lower() for tok in tokens]
-        found: List[str] = []
+        spans: List[Tuple[int, int, str]] = []
         i = 0
         while i < len(lowered):
             step = 1
@@ -142,13 +149,74 @@ class EntityLinker:
                         not all(tok[:1].isupper() for tok in tokens[i:i + n]):
                     uri = None
                 if uri is not None:
-                    self.stats.mentions += 1
-                    self.stats.per_entity[uri] += 1
-                    if uri not in found:
-                        found.append(uri)
+                    spans.append((i, i + n, uri))
                     step = n
                     break
             i += step
+        return spans
+
+    def link(self, tokens: Sequence[str]) -> List[str]:
+        """URIs of the entities named in ``tokens`` (each once, in order of mention)."""
+        found: List[str] = []
+        for _, _, uri in self.find(tokens):
+            self.stats.mentions += 1
+            self.stats.per_entity[uri] += 1
+            if uri not in found:
+                found.append(uri)
         self.stats.texts += 1
         self.stats.texts_with_entity += bool(found)
         return found
+
+
+def kg_linker(entity2id: Mapping[str, int], movie_ids: Iterable[int],
+              subkg: Mapping[str, list]) -> EntityLinker:
+    """The linker of the ReDial builder: every non-movie entity, ties broken by KG degree."""
+    from crslab_mscrs.data.kg_subset import kg_degree
+
+    return EntityLinker(entity2id, exclude_ids=set(int(i) for i in movie_ids), degree=kg_degree(subkg))
+
+
+def link_typed_text(text: str, items: EntityLinker, kg: EntityLinker) -> Tuple[List[str], List[str]]:
+    """``(movie keys, entity URIs)`` of a text typed by a user.
+
+    Entities: the KG linker on the whole text, tokenised as the builder tokenises, i.e.
+    exactly what the builder links in a ReDial message without ``@id`` mentions (measured on
+    every such message of the built ReDial train split: ``tests/test_system_linking.py``).
+    Movies: typed names (:func:`item_name_linker`), standing in for the ``@id`` mentions a
+    user cannot type. The words of a typed title may also link a KG entity (the builder
+    never saw them: it replaced the ``@id`` by the title after linking).
+    """
+    from crslab_mscrs.data.tokenize import word_tokenize
+
+    tokens = word_tokenize(text)
+    movies = list(dict.fromkeys(key for _, _, key in items.find(tokens)))
+    return movies, kg.link(tokens)
+
+
+def _from_table(table: Dict[Tuple[str, ...], str], needs_capitals: Iterable[Tuple[str, ...]]) -> EntityLinker:
+    linker = EntityLinker.__new__(EntityLinker)
+    linker.name_to_uri = dict(table)
+    linker._needs_capitals = set(needs_capitals)
+    linker.max_ngram = max((len(w) for w in table), default=0)
+    linker.stats = LinkStats()
+    return linker
+
+
+def item_name_linker(item_names: Mapping[int, str], max_ngram: int = 8) -> EntityLinker:
+    """Linker of typed movie names (``{entity id: name}`` of ``item_names.json``) to entity ids
+    as strings. Same stop-list as the KG linker; a one-word title only matches capitalised
+    ("Up", "Frozen"), like the rank-3 names of the KG linker."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    from crslab_mscrs.data.tokenize import word_tokenize
+
+    stop_words = frozenset(ENGLISH_STOP_WORDS) | CHAT_STOP_WORDS
+    table: Dict[Tuple[str, ...], str] = {}
+    for entity_id in sorted(item_names):
+        words = tuple(tok.lower() for tok in word_tokenize(item_names[entity_id]))
+        name = " ".join(words)
+        if not words or len(words) > max_ngram or _is_stop_name(name, stop_words):
+            continue
+        table.setdefault(words, str(entity_id))  # a shared title goes to the smaller id
+    return _from_table(table, [w for w in table if len(w) == 1])
+

@@ -1,11 +1,12 @@
 """``item_names.json``: the display / mention name of every recommendable item.
 
-The MSCRS system masks movie names in responses with ``<movie>`` and shows item names in
-interactive mode (:mod:`crslab_mscrs.batches.movie_mentions`); it reads the optional
-``<dataset dir>/item_names.json``, a JSON object ``{"<entity id>": "<movie name>"}``
-(see ``load_item_names`` in ``crslab_mscrs/batches/dataloader.py``). Names are
-given WITHOUT the trailing ``(year)``: the masker swallows a following ``( 2011 )`` itself,
-and the responses spell movies the way these names do.
+Written by the dataset builders, read through :class:`ItemNames`, the ONE resolver
+entity id -> name used by the movie-mention masking of responses
+(:mod:`crslab_mscrs.batches.movie_mentions`), the ``<movie>`` slot filling of generated
+replies, interactive mode and the reports. The file is a JSON object
+``{"<entity id>": "<movie name>"}`` in ``<dataset dir>/item_names.json``. Names are given
+WITHOUT the trailing ``(year)``: the masker swallows a following ``( 2011 )`` itself, and the
+responses spell movies the way these names do.
 
 Sources, first hit wins (the count per source is reported):
 
@@ -17,15 +18,20 @@ Sources, first hit wins (the count per source is reported):
   most frequent spelling, ties to the first seen), then ``items/item_mapping_guess.csv``
   ``inspired_movie_name``.
 
-Items no source names are left out (the dataloader then falls back to the DBpedia title).
+Items no source names are left out (:class:`ItemNames` then falls back to the DBpedia
+title; an entity key that is no DBpedia URI, e.g. a bare ReDial movieId, is never shown
+when the file names the item).
 """
 from __future__ import annotations
 
 import csv
+import json
 import re
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Iterable, Mapping, Optional, Tuple
+from urllib.parse import unquote
 
 from crslab_mscrs.data.crslab_format import write_json
 
@@ -126,3 +132,88 @@ def write_item_names(out_dir: Path, named: NamedEntities, entity2id: Mapping[str
     return {"file": ITEM_NAMES_FILE, "items": len(items), "named": len(names),
             "coverage": round(len(names) / len(items), 4) if items else 0.0,
             "unnamed_examples": unnamed[:10], "sources": dict(sorted(sources.items()))}
+
+
+# -- reading: the one resolver ---------------------------------------------------------------
+_DBPEDIA_RESOURCE = "http://dbpedia.org/resource/"
+_PARENTHETICAL = re.compile(r"\s*\(([^()]*)\)\s*$")
+_YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
+
+
+def _uri_title(uri: str) -> str:
+    name = unquote(str(uri).strip("<>"))
+    if name.startswith(_DBPEDIA_RESOURCE):
+        name = name[len(_DBPEDIA_RESOURCE):]
+    return name.replace("_", " ")
+
+
+@lru_cache(maxsize=None)
+def entity_surface_name(uri: str) -> str:
+    """Name of a DBpedia entity without its disambiguation suffix.
+
+    ``<http://dbpedia.org/resource/Rio_(2011_film)>`` -> ``Rio``.
+    """
+    name = _uri_title(uri)
+    return _PARENTHETICAL.sub("", name).strip() or name.strip()
+
+
+def uri_year(uri: str) -> Optional[str]:
+    """The year of a DBpedia disambiguation suffix (``Rio_(2011_film)`` -> ``2011``), or None."""
+    match = _PARENTHETICAL.search(_uri_title(uri))
+    year = _YEAR.search(match.group(1)) if match else None
+    return year.group(1) if year else None
+
+
+@lru_cache(maxsize=None)
+def entity_display_name(uri: str) -> str:
+    """Readable name: ``Rio (2011)`` when the DBpedia suffix holds a year, else ``Rio``."""
+    base, year = entity_surface_name(uri), uri_year(uri)
+    return f"{base} ({year})" if year else base
+
+
+def read_item_names(path) -> Dict[int, str]:
+    """``item_names.json`` as ``{entity id: name}``; errors name the file."""
+    path = Path(path)
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+        return {int(k): str(v) for k, v in table.items()}
+    except (ValueError, AttributeError) as err:
+        raise ValueError(f"{path}: not an {ITEM_NAMES_FILE} object {{\"<entity id>\": \"<name>\"}} ({err})")
+
+
+class ItemNames:
+    """Entity id -> the name shown for an item, everywhere (see module doc).
+
+    ``name``: ``item_names.json``, else the DBpedia title without its suffix, else the bare
+    entity key (only for an item no source names). ``label``: ``name`` plus the DBpedia
+    year, for listings a person reads (``Rio (2011)``).
+    """
+
+    def __init__(self, names: Mapping[int, str], id2entity: Mapping[int, str]):
+        self.names = {int(k): str(v) for k, v in names.items()}
+        self.id2entity = {int(k): str(v) for k, v in id2entity.items()}
+
+    @classmethod
+    def load(cls, path: Optional[Path], id2entity: Mapping[int, str]) -> "ItemNames":
+        return cls(read_item_names(path) if path is not None else {}, id2entity)
+
+    def name(self, entity_id: int) -> str:
+        name = self.names.get(int(entity_id))
+        if name:
+            return name
+        uri = self.id2entity.get(int(entity_id))
+        return entity_surface_name(uri) if uri else str(entity_id)
+
+    def has_name(self, entity_id: int) -> bool:
+        """False for an item only known by a bare key (no name in the file, no DBpedia URI)."""
+        uri = self.id2entity.get(int(entity_id), "")
+        return bool(self.names.get(int(entity_id))) or uri.startswith("<http")
+
+    def label(self, entity_id: int) -> str:
+        name, uri = self.name(entity_id), self.id2entity.get(int(entity_id))
+        year = uri_year(uri) if uri else None
+        return f"{name} ({year})" if year and year not in name else name
+
+    def values(self):
+        """The names of ``item_names.json`` (for matching item names in replies)."""
+        return self.names.values()

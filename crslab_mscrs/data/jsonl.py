@@ -1,8 +1,10 @@
 """Streaming JSON-Lines reader with errors that name the file and the line.
 
-ReDial and INSPIRED ship one JSON value per line. A truncated download or a hand edit
-leaves a malformed line; ``json.loads`` alone would only report a character offset, so
-:func:`iter_jsonl` wraps the error in :class:`JsonlFormatError` with ``FILE:LINE``.
+ReDial and INSPIRED ship one JSON value per line, and so do our own files (rankings,
+replies, journals, caches, catalogues). A truncated download or a hand edit leaves a
+malformed line; ``json.loads`` alone would only report a character offset, so
+:func:`iter_jsonl` wraps the error in :class:`JsonlFormatError` with ``FILE:LINE``. The ONE
+JSONL reader of the project: modules do not loop over ``json.loads`` themselves.
 """
 from __future__ import annotations
 
@@ -17,15 +19,29 @@ class JsonlFormatError(ValueError):
     def __init__(self, path: Path, line_no: int, reason: str):
         self.path = Path(path)
         self.line_no = line_no
+        self.reason = reason
         super().__init__(f"{self.path}:{line_no}: malformed JSON line ({reason})")
 
 
-def iter_jsonl(path, limit: Optional[int] = None) -> Iterator[Tuple[int, Any]]:
+def parse_jsonl_line(path, line_no: int, line) -> Any:
+    """One line's value; a malformed line raises :class:`JsonlFormatError` naming file and line."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise JsonlFormatError(path, line_no, f"{err.msg} at column {err.colno}") from err
+    except UnicodeDecodeError as err:
+        raise JsonlFormatError(path, line_no, f"not UTF-8 ({err.reason})") from err
+
+
+def iter_jsonl(path, limit: Optional[int] = None,
+               malformed: Optional[List[JsonlFormatError]] = None) -> Iterator[Tuple[int, Any]]:
     """Yield ``(line_number, value)`` for each non-blank line (1-based numbers).
 
     Args:
         path: the ``.jsonl`` file.
         limit: stop after this many values (``None``: read everything).
+        malformed: for a cache that tolerates torn lines: malformed lines are appended to
+            this list and skipped instead of raised.
 
     Raises:
         JsonlFormatError: on the first malformed line, naming file and line.
@@ -39,9 +55,12 @@ def iter_jsonl(path, limit: Optional[int] = None) -> Iterator[Tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                value = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise JsonlFormatError(path, line_no, f"{err.msg} at column {err.colno}") from err
+                value = parse_jsonl_line(path, line_no, line)
+            except JsonlFormatError as err:
+                if malformed is None:
+                    raise
+                malformed.append(err)
+                continue
             yield line_no, value
             count += 1
             if limit is not None and count >= limit:

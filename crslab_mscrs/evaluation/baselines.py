@@ -1,4 +1,4 @@
-"""Reference baselines that must appear in every table (EVALUATION.md): Naive and Popularity.
+"""Reference baselines that must appear in every table (docs/evaluation.md#baselines): Naive and Popularity.
 
 - ``popularity``: items ordered by how often they are mentioned in the TRAIN split (every
   mention by either role counts; ties by position in ``movie_ids.json``). The same list

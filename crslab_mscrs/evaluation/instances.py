@@ -1,4 +1,4 @@
-"""Recommendation instances of a test split, under the three protocols of EVALUATION.md.
+"""Recommendation instances of a test split, under the three protocols of docs/evaluation.md.
 
 Turns are defined exactly as CRSLab 0.1.2 defines them
 (``crslab/data/dataset/redial/redial.py::_merge_conv_data``): consecutive utterances of the
@@ -11,7 +11,7 @@ of the item set (``movie_ids.json``). Labels outside the item set cannot be rank
 system ranks ``scores[:, item_ids]``), so they are dropped and counted in
 :class:`InstanceStats`.
 
-Protocols (Kostric and Balog, SIGIR '26; see ``docs/EVALUATION.md``):
+Protocols (Kostric and Balog, SIGIR '26; see ``docs/evaluation.md#protocols``):
 
 - ``full``: labels = the distinct items of the turn, in order of first mention.
 - ``dedup``: labels = the distinct items of the turn not mentioned in any earlier turn of
@@ -219,16 +219,9 @@ MOVIE_MENTION = re.compile(r"@(\d+)")
 
 def load_jsonl(path: Union[str, Path]) -> List[dict]:
     """Read a JSON-lines file; errors name ``file:line``."""
-    path = Path(path)
-    rows = []
-    with path.open("r", encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
-    return rows
+    from crslab_mscrs.data.jsonl import read_jsonl
+
+    return read_jsonl(path)
 
 
 def load_movie_uris(path: Union[str, Path]) -> Dict[str, str]:

@@ -2,7 +2,7 @@
 
 KBRD and KGSF generate words, movie names included, where UniCRS/MSCRS generate a
 ``<movie>`` slot that the recommender fills. To give every model the same ``item_ratio``
-("share of replies that recommend an item", EVALUATION.md), a reply of a word-level model
+("share of replies that recommend an item", docs/evaluation.md), a reply of a word-level model
 counts as recommending when it holds an item placeholder token (``__item__``, ``@123``...)
 or the name of a catalogue item: the same lower-case alphanumeric pieces as
 :func:`crslab_mscrs.batches.movie_mentions.name_pieces`, matched exactly and

@@ -1,6 +1,6 @@
 """Ranking metrics over recommendation instances: Recall@K, NDCG@K, MRR@K.
 
-Two aggregations (EVALUATION.md, "Recommendation instances"):
+Two aggregations (docs/evaluation.md, "Ranking metrics"):
 
 - **per turn** (macro; names ``recall@K``, ``ndcg@K``, ``mrr@K``): a metric per instance,
   averaged over instances.

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 MIN_RANKING_LENGTH = 100
 """Shortest accepted ranking: enough for every cut-off we report (1, 10, 50) with room."""
@@ -66,6 +66,12 @@ def parse_ranking_line(line: str, where: str, min_length: int = MIN_RANKING_LENG
         obj = json.loads(line)
     except json.JSONDecodeError as err:
         raise RankingsFormatError(f"{where}: not valid JSON ({err.msg})") from None
+    return ranking_record(obj, where, min_length, item_ids)
+
+
+def ranking_record(obj, where: str, min_length: int = MIN_RANKING_LENGTH,
+                   item_ids: Optional[frozenset] = None) -> RankingRecord:
+    """Validate one decoded line (see the module doc); ``where`` prefixes every error."""
     if not isinstance(obj, dict):
         raise RankingsFormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     missing = [key for key in REQUIRED_KEYS if key not in obj]
@@ -102,11 +108,14 @@ def parse_ranking_line(line: str, where: str, min_length: int = MIN_RANKING_LENG
 
 def _iter_numbered(path: Path, min_length: int, item_ids: Optional[Iterable[int]]
                    ) -> Iterator[Tuple[int, RankingRecord]]:
+    from crslab_mscrs.data.jsonl import JsonlFormatError, iter_jsonl
+
     allowed = frozenset(item_ids) if item_ids is not None else None
-    with path.open("r", encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if line.strip():
-                yield line_no, parse_ranking_line(line, f"{path}:{line_no}", min_length, allowed)
+    try:
+        for line_no, obj in iter_jsonl(path):
+            yield line_no, ranking_record(obj, f"{path}:{line_no}", min_length, allowed)
+    except JsonlFormatError as err:
+        raise RankingsFormatError(f"{err.path}:{err.line_no}: not valid JSON ({err.reason})") from None
 
 
 def iter_rankings(path: Union[str, Path], min_length: int = MIN_RANKING_LENGTH,
@@ -138,16 +147,32 @@ def read_rankings(path: Union[str, Path], min_length: int = MIN_RANKING_LENGTH,
 
 def write_rankings(path: Union[str, Path], records: Iterable[RankingRecord],
                    min_length: int = MIN_RANKING_LENGTH) -> int:
-    """Write records as ``rankings.jsonl`` (validating each); returns the number written."""
+    """Write records as ``rankings.jsonl`` (validating each, one line per turn), atomically;
+    returns the number written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with path.open("w", encoding="utf-8") as handle:
+    tmp = path.with_name(path.name + ".tmp")
+    count, first_line = 0, {}
+    with tmp.open("w", encoding="utf-8") as handle:
         for count, record in enumerate(records, start=1):
             line = record.to_json()
-            parse_ranking_line(line, f"{path}:{count} (while writing)", min_length)
+            where = f"{path}:{count} (while writing)"
+            parse_ranking_line(line, where, min_length)
+            if record.key in first_line:
+                raise RankingsFormatError(f"{where}: turn {record.key} already ranked at line {first_line[record.key]}")
+            first_line[record.key] = count
             handle.write(line + "\n")
+    tmp.replace(path)
     return count
+
+
+def write_rankings_file(path: Union[str, Path], rankings: Mapping[TurnKey, Sequence[int]], depth: int) -> int:
+    """THE writer of a model run's ``rankings.jsonl`` (MSCRS/UniCRS and CRSLab's models):
+    ``{(conv_id, turn_index): ranked entity ids}``, best first, cut to ``depth`` items (and
+    required to have that many), sorted by conversation and turn; returns the lines written."""
+    records = [RankingRecord(str(conv_id), int(turn_index), tuple(int(i) for i in items[:depth]))
+               for (conv_id, turn_index), items in sorted(rankings.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))]
+    return write_rankings(path, records, min_length=depth)
 
 
 def records_from_mapping(rankings: Dict[TurnKey, List[int]]) -> List[RankingRecord]:

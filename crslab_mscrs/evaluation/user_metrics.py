@@ -1,4 +1,4 @@
-"""User-centric metrics SR and RDL (Kostric and Balog, SIGIR '26; EVALUATION.md).
+"""User-centric metrics SR and RDL (Kostric and Balog, SIGIR '26; docs/evaluation.md).
 
 Both use the ReDial seeker questionnaire (``initiatorQuestions``, see
 :func:`crslab_mscrs.evaluation.instances.seeker_answers`) and only the TOP-1 item of the

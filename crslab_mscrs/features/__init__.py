@@ -1,4 +1,4 @@
-"""Offline item features for MSCRS (MSCRS_DESIGN section 1).
+"""Offline item features for MSCRS (docs/data.md#features-and-semantic-graphs).
 
 Modules: :mod:`.catalogue` (items keyed by KG entity id + metadata), :mod:`.describe`
 (+ ``describe_openai``, ``describe_hf``: item descriptions), :mod:`.text_encoder` (x_t),

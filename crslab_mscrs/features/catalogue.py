@@ -1,7 +1,7 @@
 """Item catalogue: every recommendable item of a dataset, keyed by its KG entity id.
 
-MSCRS_DESIGN section 1: "one item index shared by all modalities, keyed by the KG entity
-id". The catalogue is built from ``entity2id`` + the list of item entity ids (the shared KG
+docs/data.md#features-and-semantic-graphs: one item index shared by all modalities, keyed by
+the KG entity id. The catalogue is built from ``entity2id`` + the list of item entity ids (the shared KG
 files or a built CRSLab dataset's ``entity2id.json`` / ``movie_ids.json``: same ids) and
 joined with whatever metadata exists. Items without metadata still appear, titled from
 their URI, so no item silently drops out of the feature matrices.
@@ -380,8 +380,9 @@ def load_user_catalogue(path, entity2id, item_ids, dataset: str = "custom", post
     item_ids = load_item_ids(item_ids, entity2id)
     uris = _uri_items(entity2id, item_ids)
     if path.suffix.lower() in (".jsonl", ".json"):
-        with open(path, encoding="utf-8") as handle:
-            records = [(n, json.loads(line)) for n, line in enumerate(handle, 1) if line.strip()]
+        from crslab_mscrs.data.jsonl import iter_jsonl
+
+        records = list(iter_jsonl(path))
         columns = set().union(*(r.keys() for _, r in records)) if records else set()
     else:
         rows = _read_csv(path)

@@ -1,6 +1,6 @@
 """Item descriptions: one interface, three backends.
 
-MSCRS (section 3.2 of the paper; MSCRS_DESIGN section 1) asks GPT-4o for a rich description
+MSCRS (section 3.2 of the paper; docs/data.md) asks GPT-4o for a rich description
 of every item covering its summary, themes, emotions and cultural impact, then encodes it
 into x_t. ``Describer.describe(items) -> {item_id: text}`` hides where the text comes from:
 
@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 
 from loguru import logger
 
+from crslab_mscrs.data.jsonl import iter_jsonl
 from crslab_mscrs.features.catalogue import Item
 
 #: Paper prompt (MSCRS section 3.2): summary, themes, emotions, cultural impact.
@@ -162,13 +163,13 @@ class DescriptionCache:
         self._entries: dict = {}
         self.torn_lines = 0
         if self.path and self.path.is_file():
-            with open(self.path, encoding="utf-8") as handle:
-                for line in handle:
-                    try:
-                        record = json.loads(line)
-                        self._entries[record["key"]] = record["text"]
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        self.torn_lines += 1
+            malformed: list = []
+            for _, record in iter_jsonl(self.path, malformed=malformed):
+                try:
+                    self._entries[record["key"]] = record["text"]
+                except (KeyError, TypeError):
+                    self.torn_lines += 1
+            self.torn_lines += len(malformed)
             if self.torn_lines:
                 logger.warning(f"description cache {self.path}: ignored {self.torn_lines} unreadable line(s)")
 
@@ -237,13 +238,9 @@ def save_descriptions(descriptions: dict, catalogue_items: Sequence[Item], path,
 def load_descriptions(path) -> dict:
     """``{item_id: description}`` from a file written by :func:`save_descriptions`."""
     out = {}
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                out[int(record["item_id"])] = record["description"]
-            except (json.JSONDecodeError, KeyError, ValueError) as err:
-                raise ValueError(f"{path}:{line_no}: bad description record ({err})") from err
+    for line_no, record in iter_jsonl(path):
+        try:
+            out[int(record["item_id"])] = record["description"]
+        except (KeyError, ValueError, TypeError) as err:
+            raise ValueError(f"{path}:{line_no}: bad description record ({err})") from err
     return out

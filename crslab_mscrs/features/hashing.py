@@ -2,8 +2,8 @@
 
 Every saved artefact (features, graphs) stores in its JSON manifest the sha256 of the
 inputs it was computed from (files or in-memory objects). Reloading with
-``expected_inputs`` recomputes those hashes and refuses a mismatch (MSCRS_DESIGN section 1:
-"store features with a manifest ... so a stale cache is detected").
+``expected_inputs`` recomputes those hashes and refuses a mismatch (docs/data.md,
+"Features and semantic graphs").
 """
 from __future__ import annotations
 

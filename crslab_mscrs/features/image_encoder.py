@@ -1,6 +1,6 @@
 """Image features x_v: encode each item's images, item vector = mean over its images.
 
-MSCRS section 3.2 / MSCRS_DESIGN section 1: several stills/posters per item go through a
+MSCRS section 3.2 / docs/data.md: several stills/posters per item go through a
 ViT (timm; paper: ``vit_base_patch16_224``, 768-d) and x_v is their mean. Items with no
 readable image are marked missing in a boolean mask; their feature row is a zero
 PLACEHOLDER that consumers must ignore (the kNN builder does), never a fake vector.

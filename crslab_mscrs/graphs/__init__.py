@@ -1,4 +1,4 @@
-"""Semantic graphs for MSCRS (MSCRS_DESIGN section 2), all in the KG entity id space.
+"""Semantic graphs for MSCRS (docs/model.md#semantic-graphs), all in the KG entity id space.
 
 :mod:`.cooccurrence` (train-only entity/item co-occurrence), :mod:`.knn` (blockwise top-k
 cosine item graphs), :mod:`.storage` (``{edge_index, edge_weight, num_nodes}`` files with a

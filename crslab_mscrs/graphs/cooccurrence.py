@@ -8,7 +8,7 @@ undirected (both directions stored), without self loops, in the entity id space.
 
 Only the training conversations may be passed: the authors ship a precomputed file whose
 provenance is unclear; building it from valid/test would leak the test targets into the
-graph the model propagates over (MSCRS_DESIGN section 2).
+graph the model propagates over (docs/model.md, "Deviations from the authors' code").
 """
 from __future__ import annotations
 

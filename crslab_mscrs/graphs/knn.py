@@ -3,7 +3,7 @@
 For every item i with a feature vector, keep the ``k`` most cosine-similar OTHER items
 (paper code: k=20 ReDial, k=10 INSPIRED). Items flagged missing (no image) and zero
 vectors take part neither as sources nor as neighbours (fixes the authors' all-ones
-padding row, MSCRS_DESIGN section 8.4). The directed kNN relation is symmetrised by
+padding row, docs/model.md, defect 4). The directed kNN relation is symmetrised by
 UNION: (i, j) is an edge when j is in i's top-k OR i is in j's top-k.
 
 Weight rule: ``weight="cosine"`` gives the edge the cosine similarity of its endpoints,

@@ -1,7 +1,7 @@
 """Approximate top-k cosine neighbours with a faiss IVF-Flat index (optional extra ``ann``).
 
-MSCRS_DESIGN section 2: a kNN graph over 10^5-10^6 items must be built "in blocks (or with
-an index library)". The exact blockwise build (:mod:`crslab_mscrs.graphs.knn`) costs
+docs/data.md#large-catalogues: a kNN graph over 10^5-10^6 items is built in blocks or with
+an index library. The exact blockwise build (:mod:`crslab_mscrs.graphs.knn`) costs
 O(N^2 d); here the L2-normalised vectors go into an inverted-file index with ``nlist``
 k-means cells (default ~ 4 sqrt(N)) and inner-product metric (= cosine on unit vectors).
 Every item then queries the ``nprobe`` nearest cells only, so the cost is about

@@ -23,6 +23,8 @@ import re
 from pathlib import Path
 from typing import Iterable, Optional
 
+from crslab_mscrs.data.jsonl import iter_jsonl
+
 _MENTION = re.compile(r"@(\d+)")
 
 
@@ -44,16 +46,12 @@ def load_crslab_train(path) -> list:
 def inspired_raw_train(path) -> list:
     """INSPIRED raw train dialogues -> CRSLab-shaped conversations (movies + entities)."""
     conversations = []
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            turns = json.loads(line)
-            if not isinstance(turns, list):
-                raise ValueError(f"{path}:{line_no}: expected a list of turns")
-            dialog = [{"movies": list(t.get("movie_link") or []), "entity": list(t.get("entity_link") or [])}
-                      for t in turns]
-            conversations.append({"conv_id": f"inspired-train-{line_no}", "dialog": dialog})
+    for line_no, turns in iter_jsonl(path):
+        if not isinstance(turns, list):
+            raise ValueError(f"{path}:{line_no}: expected a list of turns")
+        dialog = [{"movies": list(t.get("movie_link") or []), "entity": list(t.get("entity_link") or [])}
+                  for t in turns]
+        conversations.append({"conv_id": f"inspired-train-{line_no}", "dialog": dialog})
     return conversations
 
 
@@ -61,17 +59,13 @@ def redial_raw_train(path, id2entity: dict, exclude_conv_ids: Optional[Iterable]
     """ReDial raw train-pool conversations -> CRSLab-shaped conversations (items only)."""
     excluded = {str(c) for c in (exclude_conv_ids or ())}
     conversations = []
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            raw = json.loads(line)
-            conv_id = str(raw.get("conversationId", f"pool-{line_no}"))
-            if conv_id in excluded:
-                continue
-            movie_ids = set(raw.get("movieMentions") or {})
-            for message in raw.get("messages", []):
-                movie_ids.update(_MENTION.findall(message.get("text", "")))
-            uris = sorted({id2entity.get(mid) or mid for mid in movie_ids})
-            conversations.append({"conv_id": conv_id, "dialog": [{"movies": uris, "entity": []}]})
+    for line_no, raw in iter_jsonl(path):
+        conv_id = str(raw.get("conversationId", f"pool-{line_no}"))
+        if conv_id in excluded:
+            continue
+        movie_ids = set(raw.get("movieMentions") or {})
+        for message in raw.get("messages", []):
+            movie_ids.update(_MENTION.findall(message.get("text", "")))
+        uris = sorted({id2entity.get(mid) or mid for mid in movie_ids})
+        conversations.append({"conv_id": conv_id, "dialog": [{"movies": uris, "entity": []}]})
     return conversations

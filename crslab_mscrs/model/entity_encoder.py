@@ -12,7 +12,7 @@
 ``fusion: mean`` divides each row by the total weight of the views it received, so the
 fused table keeps the scale of e0 whatever graphs are on: with "sum", the three extra views
 make MSCRS's initial item logits about 2.7 times UniCRS's (score std 11.7 vs 4.4, initial
-rec loss 44 vs 17 with SmolLM2 on INSPIRED; README "Results"). With every graph off both
+rec loss 44 vs 17 with SmolLM2 on INSPIRED; docs/results.md). With every graph off both
 modes are e0, i.e. UniCRS.
 
 Each graph is optional (``None`` = switched off, an ablation). With all three off this is

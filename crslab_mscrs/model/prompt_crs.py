@@ -15,8 +15,8 @@ One module for all stages (MSCRS, SIGIR 2025, sections 3.5-3.7; UniCRS, KDD 2022
   vectors (:mod:`crslab_mscrs.model.demonstrations`).
 
 The LM and the text encoder are frozen (``requires_grad=False``) and kept in eval mode even
-when the module trains (no dropout noise in frozen parts). Batch keys are those of the
-model/system contract (``crslab_mscrs/model/CONTRACT.md``).
+when the module trains (no dropout noise in frozen parts). Batch keys, shapes and padding:
+:mod:`crslab_mscrs.batches.contract` (one ``TypedDict`` per task).
 """
 from __future__ import annotations
 
@@ -280,11 +280,19 @@ class PromptCRS(nn.Module):
 
     # ------------------------------------------------------------------ tasks
     def recommend(self, batch: Batch, entity_table: Union[torch.Tensor, EntityRows, None] = None) -> RecOutput:
-        """Item scores and (if ``labels`` present) CE loss over the items."""
+        """Item scores and (if ``labels`` present) CE loss over the items.
+
+        ``batch``: a :class:`~crslab_mscrs.batches.contract.RecBatch` (``labels`` optional) or
+        ``RecEvalBatch``; raises ValueError when it is not LEFT padded or a label is not an item
+        entity id. ``loss`` includes ``contrastive_weight * contrastive_loss`` (train mode only).
+        """
         return self._score(batch, entity_table, task="rec")
 
     def pretrain(self, batch: Batch, entity_table: Union[torch.Tensor, EntityRows, None] = None) -> RecOutput:
-        """Prompt pre-training: CE over all entities (recall here is inflated by design)."""
+        """Prompt pre-training: CE over all entities (recall here is inflated by design).
+
+        ``batch``: a :class:`~crslab_mscrs.batches.contract.PretrainBatch`; labels may be any entity.
+        """
         return self._score(batch, entity_table, task="pretrain")
 
     def _score(self, batch: Batch, entity_table: Union[torch.Tensor, EntityRows, None], task: str) -> RecOutput:
@@ -319,6 +327,7 @@ class PromptCRS(nn.Module):
         With ``labels``, logits are computed only where they are needed (``logits_to_keep`` mask),
         i.e. ``ConvOutput.logits`` is ``[N, V]`` for the N positions with ``logit_mask`` True
         (position p predicts token p + 1). Without labels: all positions, ``[B, L, V]``.
+        ``batch``: a :class:`~crslab_mscrs.batches.contract.ConvBatch`.
         """
         table = self.entity_table() if entity_table is None else entity_table
         prompt = self._prompt(batch, table, "conv")
@@ -339,7 +348,13 @@ class PromptCRS(nn.Module):
     def generate(self, batch: Batch, max_new_tokens: int = 50, num_beams: int = 1, do_sample: bool = False,
                  top_p: Optional[float] = None, no_repeat_ngram_size: int = 3,
                  entity_table: Union[torch.Tensor, EntityRows, None] = None, generator=None) -> torch.Tensor:
-        """New tokens only [B, T] after the LEFT-padded context (ends with eos, then padding)."""
+        """New tokens only [B, T] after the LEFT-padded context (ends with eos, then padding).
+
+        ``batch``: a :class:`~crslab_mscrs.batches.contract.GenerationBatch` or ``LiveBatch``.
+        Own decoding loop over the prefix cache (:mod:`crslab_mscrs.model.decoding`: HF
+        ``generate()`` assumes cached keys belong to input tokens); no-repeat n-grams are
+        checked over the real context tokens and the generated ones (padding excluded).
+        """
         table = self.entity_table() if entity_table is None else entity_table
         prefix = self._prompt(batch, table, "conv").prefix
         return decode(self.lm, batch["input_ids"], batch["attention_mask"], prefix,

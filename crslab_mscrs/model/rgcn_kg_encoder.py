@@ -7,7 +7,7 @@ as used by UniCRS (KDD 2022) and MSCRS (SIGIR 2025, section 3.2)::
     W_r = sum_b a_rb V_b   (basis decomposition, ``num_bases`` bases)
 
 ``E`` is a learned entity table [n_entity, d] (no one-hot input over all entities: the
-authors' code feeds an identity matrix, bug 9 of the design). Relation ids are remapped to
+authors' code feeds an identity matrix, bug 9, docs/model.md). Relation ids are remapped to
 0..R-1 and the layer has exactly R relations (the authors' ids start at 1 while
 num_relations = R, dropping the last relation: bug 3).
 

@@ -4,7 +4,7 @@ He et al., "LightGCN" (SIGIR 2020)::
 
     A_hat = D^-1/2 (A + I) D^-1/2,     X_{l+1} = A_hat X_l,     out = mean(X_0, ..., X_L)
 
-Self loops (weight 1) are added before the symmetric normalisation, as the MSCRS design asks
+Self loops (weight 1) are added before the symmetric normalisation, as docs/model.md describes
 (PyG's ``LGConv`` does not add them: :func:`normalized_adjacency` with self loops equals
 ``LGConv`` applied to the graph with explicit self loops, see tests). Edge weights (e.g.
 co-occurrence counts) enter A; the normalisation is over weighted degrees. The normalised

@@ -1,8 +1,12 @@
 """Training MSCRS / UniCRS through CRSLab: stages, checkpoints, outputs.
 
 - :mod:`crslab_mscrs.batches.dataloader`: ``MSCRSDataLoader`` (CRSLab samples -> prompt-learning batches)
-- :mod:`.system`: ``MSCRSSystem`` (pretrain -> rec -> conv, validation-chosen checkpoints,
-  resumable runs, test outputs, ``interact``)
+- :mod:`.system`: ``MSCRSSystem``, the CRSLab ``BaseSystem`` adapter; each job has its module:
+  :mod:`.settings` (config keys and defaults), :mod:`.loop` (stages, epochs, accumulation,
+  time limits, resume), :mod:`.run_state` + :mod:`.checkpoint` (typed ``last.pth``),
+  :mod:`.validation` (ranking metrics), :mod:`.generation` (test replies, slot filling,
+  journal), :mod:`.outputs` (result files), :mod:`.chat` (``interact``),
+  :mod:`.demonstrations` (``use_demonstrations``), :mod:`.optim` (AdamW + schedule)
 
 :func:`register` adds both under the model names ``MSCRS`` and ``UniCRS`` to CRSLab's
 registries (called from :mod:`crslab_mscrs.registry`). Heavy modules are imported lazily

@@ -14,11 +14,15 @@ Layout of ``<save_dir>/<run_name>/``:
   runs (see ``generation_journal.py``); ``test_replies.jsonl`` once it is done.
 
 Only weights that train are stored: the frozen LM and text encoder are rebuilt from
-their spec, which keeps checkpoints small.
+their spec, which keeps checkpoints small. ``last.pth`` holds a
+:class:`~crslab_mscrs.training.run_state.RunCheckpoint` as plain types and tensors (version
+2; version 1 kept NumPy RNG arrays and is refused with a message), so it loads with
+``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 import random
 from pathlib import Path
 from typing import Dict, Optional
@@ -26,7 +30,9 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-CHECKPOINT_VERSION = 1
+from crslab_mscrs.training.run_state import RunCheckpoint
+
+CHECKPOINT_VERSION = 2
 
 
 def frozen_parameter_names(model: torch.nn.Module) -> set:
@@ -54,21 +60,6 @@ def load_trainable_state(model: torch.nn.Module, state: Dict[str, torch.Tensor],
                            f"unexpected {list(unexpected)[:5]} (was it made with another config?)")
 
 
-def capture_rng() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -86,12 +77,61 @@ def atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path) -> Optional[dict]:
+def save_run_checkpoint(checkpoint: RunCheckpoint, path: Path) -> None:
+    """Write ``last.pth`` (atomically)."""
+    atomic_save({"version": CHECKPOINT_VERSION, **checkpoint.to_plain()}, path)
+
+
+WEIGHTS_VERSIONS = (1, CHECKPOINT_VERSION)
+"""Versions of weight files (``*_best.pth``, ``final.pth``) that load: their layout is unchanged."""
+
+
+def _load_versioned(path: Path, versions=(CHECKPOINT_VERSION,)) -> dict:
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # an older file holds NumPy arrays, refused by weights_only
+        raise RuntimeError(f"{path}: not a checkpoint of version {CHECKPOINT_VERSION} (written by an older "
+                           f"crslab-mscrs, or not ours: {type(err).__name__}); start a new run or use "
+                           "another run_name") from err
+    if not isinstance(data, dict) or data.get("version") not in versions:
+        version = data.get("version") if isinstance(data, dict) else None
+        raise RuntimeError(f"{path}: checkpoint version {version} is not {CHECKPOINT_VERSION}; start a new run "
+                           "or use another run_name")
+    return data
+
+
+def load_checkpoint(path: Path) -> Optional[RunCheckpoint]:
+    """``last.pth`` as a :class:`RunCheckpoint`, or None when the file does not exist."""
     path = Path(path)
     if not path.is_file():
         return None
-    # our own file: it holds RNG states (numpy arrays, tuples), so not weights_only
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise RuntimeError(f"{path}: checkpoint version {ckpt.get('version')} is not {CHECKPOINT_VERSION}")
-    return ckpt
+    return RunCheckpoint.from_plain(_load_versioned(path))
+
+
+def save_weights(path: Path, model: torch.nn.Module, **info) -> None:
+    """``<stage>_best.pth`` / ``final.pth``: trainable weights plus ``info`` (stage, epoch, valid)."""
+    atomic_save({"version": CHECKPOINT_VERSION, **info, "model": trainable_state(model)}, path)
+
+
+def load_checkpoint_weights(path: Path) -> Optional[Dict[str, torch.Tensor]]:
+    """The trainable weights saved by :func:`save_weights`, or None when the file does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    return _load_versioned(path, WEIGHTS_VERSIONS)["model"]
+
+
+@contextmanager
+def temporary_weights(model: torch.nn.Module, path: Path):
+    """Use the weights saved at ``path`` inside the block (yields False, weights unchanged,
+    when the file does not exist); the model's own weights come back afterwards."""
+    weights = load_checkpoint_weights(path)
+    if weights is None:
+        yield False
+        return
+    current = trainable_state(model)
+    load_trainable_state(model, weights, str(path))
+    try:
+        yield True
+    finally:
+        load_trainable_state(model, current, "in-memory weights")

@@ -77,3 +77,37 @@ def demonstration_tensors(demos: Sequence[Sequence[Sequence[int]]], pad_id: int)
     batch = len(demos)
     ids, mask = ids.view(batch, k, -1), mask.view(batch, k, -1)
     return {"demo_input_ids": ids, "demo_attention_mask": mask, "demo_mask": mask.bool().any(-1)}
+
+
+class Demonstrations:
+    """Option ``use_demonstrations`` of a run (:class:`~.settings.DemonstrationSettings`): the
+    index is built on first use; :meth:`attach` gives the loaders' conv turns theirs."""
+
+    def __init__(self, settings, core, train_loader, device: Optional[torch.device] = None):
+        self.settings, self.core, self.train_loader, self.device = settings, core, train_loader, device
+        self._index: Optional[DemonstrationIndex] = None
+
+    @property
+    def index(self) -> Optional[DemonstrationIndex]:
+        """The training-turn index (None when the option is off)."""
+        if not self.settings.enabled:
+            return None
+        if self._index is None:
+            s = self.settings
+            self._index = DemonstrationIndex(self.core, self.train_loader, k=s.k, max_length=s.max_length,
+                                             context_turns=s.context_turns, device=self.device)
+        return self._index
+
+    def attach(self, loaders) -> None:
+        index = self.index
+        if index is not None:
+            for loader in loaders:
+                if loader.demonstrations is None:
+                    index.attach(loader)
+
+    def live(self, batch: dict) -> dict:
+        """``batch`` of a live dialogue (``interact``) with its retrieved demonstrations."""
+        index = self.index
+        if index is not None:
+            batch.update(demonstration_tensors(index.retrieve(batch["prompt_ids"], [None]), index.pad_id))
+        return batch

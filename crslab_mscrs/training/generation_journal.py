@@ -27,6 +27,8 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import torch
 from loguru import logger
 
+from crslab_mscrs.data.jsonl import JsonlFormatError, parse_jsonl_line
+
 JOURNAL_NAME = "test_generation.journal.jsonl"
 
 
@@ -71,11 +73,11 @@ class GenerationJournal:
         records, bad_line = [], None
         for number, line in enumerate(complete, start=1):
             try:
-                record = json.loads(line)
+                record = parse_jsonl_line(self.path, number, line)
                 if not isinstance(record, dict):
-                    raise ValueError("not a JSON object")
-            except ValueError as error:
-                bad_line = (number, str(error))
+                    raise JsonlFormatError(self.path, number, "not a JSON object")
+            except JsonlFormatError as error:
+                bad_line = (number, error.reason)
                 break
             records.append(record)
         if not records or records[0].get("key") != self.key:

@@ -11,16 +11,17 @@ from typing import Tuple
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from crslab_mscrs.training.settings import StageSettings
 
-def build_optimizer(model: torch.nn.Module, section: dict, total_steps: int
+
+def build_optimizer(model: torch.nn.Module, stage: StageSettings, total_steps: int
                     ) -> Tuple[torch.optim.Optimizer, LambdaLR]:
     """AdamW over the trainable parameters + linear warmup/decay over ``total_steps``."""
-    optimizer_opt = dict(section.get("optimizer") or {})
-    name = optimizer_opt.pop("name", "AdamW")
-    if name != "AdamW":
-        raise ValueError(f"stage optimizer '{name}' is not supported by MSCRS (use AdamW)")
-    lr = float(optimizer_opt.pop("lr", 1e-4))
-    weight_decay = float(optimizer_opt.pop("weight_decay", 0.0))
+    settings = stage.optimizer
+    if settings.name != "AdamW":
+        raise ValueError(f"config key '{stage.name}.optimizer.name': '{settings.name}' is not supported by MSCRS "
+                         "(use AdamW)")
+    lr, weight_decay = settings.lr, settings.weight_decay
     decay, no_decay = [], []
     for _, param in model.named_parameters():
         if param.requires_grad:
@@ -28,9 +29,8 @@ def build_optimizer(model: torch.nn.Module, section: dict, total_steps: int
     if not decay and not no_decay:
         raise ValueError("the model has no trainable parameters")
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr,
-                                  **{k: (float(v) if isinstance(v, str) else v) for k, v in optimizer_opt.items()})
-    return optimizer, linear_warmup_decay(optimizer, int(section.get("warmup_steps", 0)), total_steps)
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, **dict(settings.extra))
+    return optimizer, linear_warmup_decay(optimizer, stage.warmup_steps, total_steps)
 
 
 def linear_warmup_decay(optimizer, warmup_steps: int, total_steps: int) -> LambdaLR:

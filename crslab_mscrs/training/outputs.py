@@ -1,30 +1,63 @@
-"""Test outputs of a run: ``rankings.jsonl`` (per recommendation turn) and ``metrics.json``.
+"""Test outputs of a run: ``rankings.jsonl`` (per recommendation turn), ``metrics.json`` and
+``test_replies.jsonl``, in the run folder and (``rankings_out`` / ``metrics_out``) where the
+config asks (:class:`RunOutputs`).
 
 ``rankings.jsonl`` follows the schema of :mod:`crslab_mscrs.evaluation.rankings` (one line
 per test recommendation turn: ``conv_id``, ``turn_index``, ``ranked_items`` = top item
-entity ids, best first) and is written with its writer, which validates every line.
+entity ids, best first) and is written with its ``write_rankings_file``, which validates
+every line.
 """
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from loguru import logger
 
 TurnKey = Tuple[str, int]
 
 
-def write_rankings_file(path, rankings: Dict[TurnKey, List[int]], depth: int) -> int:
-    """Write ``{(conv_id, turn_index): ranked entity ids}`` as ``rankings.jsonl``."""
-    from crslab_mscrs.evaluation.rankings import RankingRecord, write_rankings
+class RunOutputs:
+    """Writes the outputs of one run (``settings``: :class:`~.settings.RunSettings`;
+    ``device_summary``: where the run trained, for ``metrics.json``)."""
 
-    records = [RankingRecord(conv_id, int(turn_index), tuple(int(i) for i in items[:depth]))
-               for (conv_id, turn_index), items in sorted(rankings.items())]
-    count = write_rankings(path, records, min_length=depth)
-    logger.info(f"[Wrote {count} test rankings to {path}]")
-    return count
+    def __init__(self, settings, ranking_depth: int, device_summary: Callable[[], dict]):
+        self.settings, self.run_dir = settings, Path(settings.run_dir)
+        self.ranking_depth, self.device_summary = ranking_depth, device_summary
+
+    def write_rankings(self, rankings: Dict[TurnKey, List[int]]) -> None:
+        from crslab_mscrs.evaluation.rankings import write_rankings_file
+
+        for path in [self.run_dir / "rankings.jsonl"] + ([self.settings.rankings_out] if self.settings.rankings_out
+                                                         else []):
+            count = write_rankings_file(path, rankings, self.ranking_depth)
+            logger.info(f"[Wrote {count} test rankings to {path}]")
+
+    def copy_rankings_if_missing(self) -> None:
+        """A resumed run whose rec stage finished earlier still delivers ``rankings_out``."""
+        source, target = self.run_dir / "rankings.jsonl", self.settings.rankings_out
+        if target and source.is_file() and not Path(target).is_file():
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+
+    def write_metrics(self, results: Dict[str, dict]) -> None:
+        metrics = {"model": self.settings.model_name, "dataset": self.settings.dataset, "seed": self.settings.seed,
+                   "device": self.device_summary(), "stages": results}
+        write_metrics_file(self.run_dir / "metrics.json", metrics)
+        if self.settings.metrics_out:
+            write_metrics_file(self.settings.metrics_out, metrics)
+
+    def write_replies(self, replies: List[dict]) -> Path:
+        """``test_replies.jsonl``: one generated reply per test recommender turn."""
+        path = self.run_dir / "test_replies.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as handle:
+            for reply in replies:
+                handle.write(json.dumps(reply) + "\n")
+        return path
 
 
 def write_metrics_file(path, metrics: dict) -> None:

@@ -87,14 +87,20 @@ def read_record(folder: Path) -> dict:
 
 
 def run_dir(opt, seed: int) -> Path:
-    """The run folder of ``opt`` (created, recipe recorded); refuses a folder of another recipe."""
+    """The run folder of ``opt``: ``<save_dir>/<run_name>``, the default name with the hash."""
     import crslab.config as crslab_config
-
-    from crslab_mscrs.config import ConfigError
 
     options = getattr(opt, "opt", opt)
     save_root = Path(options.get("save_dir") or crslab_config.SAVE_PATH)
-    folder = save_root / str(options.get("run_name") or default_run_name(opt, seed))
+    return save_root / str(options.get("run_name") or default_run_name(opt, seed))
+
+
+def open_run_dir(folder: Path, opt) -> Path:
+    """Create ``folder`` with the recipe of ``opt`` recorded; refuse it when it holds a run of
+    another recipe (a :class:`~crslab_mscrs.config.ConfigError` naming every differing key)."""
+    from crslab_mscrs.config import ConfigError
+
+    folder = Path(folder)
     current = identity(opt)
     record = read_record(folder)
     if record.get("identity") is not None and record["identity"] != current:
