@@ -309,6 +309,10 @@ def compose(spec: Union[str, Path], overrides: Optional[Iterable[str]] = None) -
     """
     composed = resolve(spec, overrides)
     validate(composed.opt, composed)
+    if "features" not in composed.opt:
+        from crslab_mscrs.config_schema import check_values  # value types and ranges (issue 16)
+
+        check_values(composed.opt, source=composed.chain[-1])
     return composed.opt
 
 
@@ -383,7 +387,12 @@ def parse_override(text: str):
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like key=value or section.key=value")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override '{text}': the value is not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not all(part.strip() for part in key.split(".")):
+        raise ConfigError(f"override '{text}': empty key name (use key=value or section.key=value)")
     if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
         try:
             value = float(value)
@@ -415,7 +424,9 @@ def apply_overrides(opt: dict, overrides: Optional[Iterable[str]],
             keys = [keys[0], DEPRECATED_STAGE_KEYS[keys[1]]]
         node = opt
         for part in keys[:-1]:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # absent or a null section (e.g. lr_scheduler: null)
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"override '{text}': '{part}' is not a section")
         node[keys[-1]] = value

@@ -69,6 +69,13 @@ class ScriptedServer:
                     self.send_response(action)
                     self.end_headers()
                     return
+                if action in ("echo-401", "echo-malformed"):  # a server that echoes the request headers
+                    self.send_response(401 if action == "echo-401" else 200)
+                    self.end_headers()
+                    echoed = json.dumps({"error": "invalid key", "authorization": self.headers.get("Authorization"),
+                                         "headers": dict(self.headers)})
+                    self.wfile.write((echoed if action == "echo-401" else "{truncated " + echoed).encode())
+                    return
                 if action == "slow":
                     time.sleep(0.6)
                 payload = b"{not json" if action == "malformed" else json.dumps(
@@ -139,6 +146,27 @@ def test_openai_missing_key_names_the_variable(tmp_path, monkeypatch):
     monkeypatch.delenv("MSCRS_TEST_KEY", raising=False)
     with pytest.raises(DescriptionError, match="MSCRS_TEST_KEY"):
         _client("http://127.0.0.1:9/v1", tmp_path).describe(ITEMS[:1])
+
+
+def test_openai_missing_key_is_reported_once_not_per_item(tmp_path, monkeypatch):
+    monkeypatch.delenv("MSCRS_TEST_KEY", raising=False)
+    with pytest.raises(DescriptionError) as err:
+        _client("http://127.0.0.1:9/v1", tmp_path, concurrency=2).describe(ITEMS)
+    assert str(err.value).count("MSCRS_TEST_KEY") == 1 and "items failed" not in str(err.value)
+
+
+@pytest.mark.parametrize("action", ["echo-401", "echo-malformed"])
+def test_openai_errors_never_show_the_api_key_a_server_echoes(tmp_path, monkeypatch, action):
+    monkeypatch.setenv("MSCRS_TEST_KEY", "sk-live-0123456789abcdef")
+    with ScriptedServer([action] * 3) as server:
+        client = _client(server.url, tmp_path, max_retries=1)
+        client.sleep = lambda s: None
+        with pytest.raises(DescriptionError) as err:
+            client.describe(ITEMS[:1])
+        assert server.requests[0]["auth"] == "Bearer sk-live-0123456789abcdef"  # the key was sent...
+    message = str(err.value)
+    assert "invalid key" in message or "malformed response body" in message
+    assert "0123456789abcdef" not in message and "Bearer <redacted>" in message  # ...but never printed
 
 
 def test_openai_concurrent_items_resume_after_partial_run(tmp_path, monkeypatch):

@@ -96,6 +96,7 @@ def tiny_setup(tmp_path):
     (built / "train_data.json").write_text(json.dumps(train))
     (built / "test_data.json").write_text(json.dumps(test))
     (built / "entity2id.json").write_text(json.dumps(entity2id))
+    (built / ".built").write_text("built by the test\n0.1")
     config = {"inputs": {"entity2id": str(tmp_path / "entity2id.json"), "item_ids": str(tmp_path / "items.json")},
               "catalogue": {"user_file": str(tmp_path / "catalogue.csv"), "image_dirs": [str(images)]},
               "text_encoder": {"model": str(bert), "batch_size": 2},
@@ -128,6 +129,9 @@ def test_pipeline_end_to_end(tiny_setup):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["image_features.pt"]["encoder"]["name"] == "handcrafted-colour-hog"
     assert manifest["text_knn_graph.pt"]["parameters"]["k"] == 2
+    # every graph records the dataset inputs the model checks at load (train split, entity2id, items)
+    assert manifest["cooccurrence_graph.pt"]["inputs"].keys() >= {"train_conversations", "entity2id", "item_ids"}
+    assert manifest["text_knn_graph.pt"]["inputs"].keys() >= {"entity2id", "item_ids"}
     stats = pipeline.stats()
     assert list(stats["text_knn_probe"]) == ["Toy One (1995) [0]"]
     # features are keyed to their inputs: changed descriptions make the text features stale
@@ -150,6 +154,7 @@ def test_pipeline_prefers_built_dataset_ids_and_rejects_other_id_space(tmp_path)
     built.mkdir(parents=True)
     (built / "entity2id.json").write_text(json.dumps({"<A>": 0, "<B>": 1}))
     (built / "movie_ids.json").write_text("[0, 1]")
+    (built / ".built").write_text("built by the test\n0.1")
     pipeline = FeaturePipeline("tiny", {}, data_root=tmp_path / "data")
     assert pipeline.entity2id_path() == built / "entity2id.json"
     assert pipeline.item_ids_path() == built / "movie_ids.json"

@@ -63,6 +63,7 @@ def resolve(args) -> tuple:
 def main(args: argparse.Namespace) -> int:
     from crslab_mscrs import paths
     from crslab_mscrs.config import ConfigError
+    from crslab_mscrs.data.crslab_format import IncompleteBuildError
     from crslab_mscrs.features.pipeline import FeaturePipeline
 
     try:
@@ -71,7 +72,7 @@ def main(args: argparse.Namespace) -> int:
         pipeline = FeaturePipeline(dataset, features, data_root=root, out_dir=args.out_dir)
         step = args.step.replace("-", "_")
         report = pipeline.run_all() if step == "all" else getattr(pipeline, step)()
-    except (ConfigError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, ValueError, FileNotFoundError, IncompleteBuildError) as err:  # incl. a failed build
         print(f"error: {err}", file=sys.stderr)
         return 2
     pipeline.out_dir.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,9 @@ written into the text in place of ``@id`` mentions). Special tokens are never co
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Iterator, Tuple
 
 import numpy as np
 
@@ -32,11 +33,37 @@ def build_copy_mask(token2id: Dict[str, int], concept2id: Dict[str, int],
     return mask
 
 
-def write_copy_mask(data_root: Path, crslab_dataset: str, mask: np.ndarray) -> Path:
-    """Save ``<data_root>/model/kgsf/<crslab_dataset>/copy_mask.npy`` and its ``.built``."""
-    directory = Path(data_root) / "model" / "kgsf" / crslab_dataset
+def copy_mask_dir(data_root: Path, crslab_dataset: str) -> Path:
+    """``<data_root>/model/kgsf/<crslab_dataset>``, where KGSF reads its copy mask."""
+    return Path(data_root) / "model" / "kgsf" / crslab_dataset
+
+
+def save_copy_mask(directory: Path, crslab_dataset: str, mask: np.ndarray) -> Path:
+    """Save ``copy_mask.npy`` and its ``.built`` into ``directory`` (a staged build folder)."""
+    directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "copy_mask.npy"
     np.save(path, mask)
     write_built_marker(directory, kgsf_version(crslab_dataset))
     return path
+
+
+def write_copy_mask(data_root: Path, crslab_dataset: str, mask: np.ndarray) -> Path:
+    """Save ``<data_root>/model/kgsf/<crslab_dataset>/copy_mask.npy`` and its ``.built``,
+    atomically (:mod:`crslab_mscrs.data.atomic_build`)."""
+    from crslab_mscrs.data.atomic_build import atomic_build
+
+    final = copy_mask_dir(data_root, crslab_dataset)
+    with atomic_build(final) as tmp:
+        save_copy_mask(tmp, crslab_dataset, mask)
+    return final / "copy_mask.npy"
+
+
+@contextmanager
+def staged_dataset_and_mask(data_root: Path, out_dir: Path, crslab_dataset: str) -> Iterator[Tuple[Path, Path]]:
+    """``(dataset folder, copy-mask folder)`` of one build, staged together: both are swapped
+    in when the block succeeds, neither when it fails (:mod:`crslab_mscrs.data.atomic_build`)."""
+    from crslab_mscrs.data.atomic_build import AtomicBuild
+
+    with AtomicBuild() as build:
+        yield build.stage(out_dir), build.stage(copy_mask_dir(data_root, crslab_dataset))

@@ -6,7 +6,9 @@
   versions are read from CRSLab's own ``resources.py`` so they cannot drift.
 * the token vocabulary (``__pad__`` 0, ``__start__`` 1, ``__end__`` 2, ``__unk__`` 3)
   built from TRAIN tokens only;
-* the seeded valid carve of ReDial's train pool.
+* the seeded valid carve of ReDial's train pool;
+* reading the source JSON files with errors that name the file and line
+  (:func:`read_json`) and refusing an empty split (:func:`require_conversations`).
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import json
 import random
 from collections import Counter
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from crslab_mscrs.data.jsonl import JsonlFormatError
 
 SPECIAL_TOKENS = ("__pad__", "__start__", "__end__", "__unk__")
 
@@ -45,6 +49,54 @@ def write_built_marker(directory: Path, version: str) -> Path:
     marker = directory / ".built"
     marker.write_text(f"{datetime.datetime.today()}\n{version}", encoding="utf-8")
     return marker
+
+
+class IncompleteBuildError(FileNotFoundError):
+    """A dataset folder has no valid ``.built`` marker (never built, or a build was interrupted)."""
+
+
+def check_built(directory: Path, version: Optional[str] = None, rebuild_hint: str = "") -> Path:
+    """``directory``'s ``.built`` marker; raises :class:`IncompleteBuildError` when it is missing,
+    has no version line, or (if ``version`` is given) records another version."""
+    marker = Path(directory) / ".built"
+    lines = marker.read_text(encoding="utf-8").splitlines() if marker.is_file() else []
+    problem = None
+    if not lines:
+        problem = "has no .built marker (never built, or its build failed or was interrupted)"
+    elif len(lines) < 2 or not lines[1].strip():
+        problem = f"has a .built marker without a version line ({marker})"
+    elif version is not None and lines[1].strip() != version:
+        problem = f"was built as version {lines[1].strip()!r}, CRSLab expects {version!r}"
+    if problem:
+        hint = f"; rebuild it: {rebuild_hint}" if rebuild_hint else ""
+        raise IncompleteBuildError(f"dataset folder {directory} {problem}{hint}")
+    return marker
+
+
+def read_json(path: Path):
+    """One JSON file; a truncated or corrupt file and non-UTF-8 bytes raise
+    :class:`~crslab_mscrs.data.jsonl.JsonlFormatError` naming the file and the line."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise JsonlFormatError(path, line, f"not UTF-8: byte 0x{data[err.start]:02x}") from err
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        truncated = " (file truncated?)" if err.pos >= len(text.rstrip()) else ""
+        raise JsonlFormatError(path, err.lineno, f"{err.msg} at column {err.colno}{truncated}") from err
+    except RecursionError as err:
+        raise JsonlFormatError(path, 1, "nested too deeply to parse") from err
+
+
+def require_conversations(split: str, records: Sequence, source: Path, note: str = "") -> None:
+    """An empty split is an error naming its source file (CRSLab would train on nothing)."""
+    if not records:
+        raise ValueError(f"{source}: the {split} split has no conversations{note}; "
+                         "a dataset needs non-empty train, valid and test splits")
 
 
 def write_json(path: Path, value, compact: bool = True) -> None:

@@ -33,8 +33,8 @@ from typing import Dict, List, Optional, Set
 from tqdm import tqdm
 
 from crslab_mscrs.data.build_options import BuildOptions
-from crslab_mscrs.data.copy_mask import build_copy_mask, write_copy_mask
-from crslab_mscrs.data.crslab_format import dataset_version, write_built_marker, write_json
+from crslab_mscrs.data.copy_mask import build_copy_mask, save_copy_mask, staged_dataset_and_mask
+from crslab_mscrs.data.crslab_format import dataset_version, require_conversations, write_built_marker, write_json
 from crslab_mscrs.data.inspired_kg import InspiredKG, write_inspired_kg
 from crslab_mscrs.data.item_names import inspired_named_entities, write_item_names
 from crslab_mscrs.data.jsonl import iter_jsonl
@@ -121,6 +121,7 @@ def build_inspired(source_root: Path, data_root: Path, options: Optional[BuildOp
                               collect_titles=name == "train")
             for i, (line_no, turns) in enumerate(tqdm(iter_jsonl(path, options.split_limit(name)),
                                                       desc=f"INSPIRED {name}", leave=False))]
+        require_conversations(name, splits[name], path)
 
     token2id, graph = build_vocabularies(splits, options)
     labelled = {kg.entity2id[m] for convs in splits.values() for conv in convs
@@ -129,6 +130,16 @@ def build_inspired(source_root: Path, data_root: Path, options: Optional[BuildOp
     kg.item_ids = list(kg.item_ids) + extra_items
     report.entity_kg["labelled_movies_added_to_items"] = len(extra_items)
     report.entity_kg["pad_entity_id_0"] = next((u for u, i in kg.entity2id.items() if i == 0), None)
+    # the previous build stays until this block succeeds
+    with staged_dataset_and_mask(data_root, out_dir, CRSLAB_NAME) as (tmp_dir, mask_dir):
+        _write_build(kg, splits, token2id, graph, converter, options, report, source_root, tmp_dir, mask_dir)
+        report.finish(tmp_dir, started, echo)
+    return report
+
+
+def _write_build(kg: InspiredKG, splits, token2id, graph, converter: InspiredConverter, options: BuildOptions,
+                 report: BuildReport, source_root: Path, out_dir: Path, mask_dir: Path) -> None:
+    """Write every file of the build into the staged folders ``out_dir`` / ``mask_dir``."""
     if options.compact_kg:
         seeds = {kg.entity2id[e] for convs in splits.values() for conv in convs
                  for utt in conv["dialog"] for e in utt["movies"] + utt["entity"]}
@@ -142,9 +153,6 @@ def build_inspired(source_root: Path, data_root: Path, options: Optional[BuildOp
         report.entity_kg.update({"compact": True, "seed_entities": len(seeds), "kept_entities": len(keep),
                                  "pad_entity_id_0": None})
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / ".built").unlink(missing_ok=True)
-    (out_dir / "all_data.pkl").unlink(missing_ok=True)
     for name in SPLITS:
         write_json(out_dir / f"{name}_data.json", splits[name])
     write_json(out_dir / "token2id.json", token2id)
@@ -153,7 +161,7 @@ def build_inspired(source_root: Path, data_root: Path, options: Optional[BuildOp
     mapping_csv = source_root / "inspired" / "items" / "item_mapping_guess.csv"
     named = inspired_named_entities(converter.movie_names, mapping_csv if mapping_csv.is_file() else None)
     report.item_names = write_item_names(out_dir, named, kg.entity2id, kg.item_ids)
-    write_copy_mask(data_root, CRSLAB_NAME, build_copy_mask(token2id, graph.word2id, converter.title_tokens))
+    save_copy_mask(mask_dir, CRSLAB_NAME, build_copy_mask(token2id, graph.word2id, converter.title_tokens))
     write_built_marker(out_dir, dataset_version("inspired"))
 
     report.items = len(kg.item_ids)
@@ -164,6 +172,3 @@ def build_inspired(source_root: Path, data_root: Path, options: Optional[BuildOp
                              "entity_mentions": sum(c.entity_mentions for c in report.splits.values())}
     report.entity_kg.update(kg_counts)
     report.word_graph = graph.summary()
-    report.elapsed_s = time.perf_counter() - started
-    report.save(out_dir, echo=echo)
-    return report

@@ -1,12 +1,11 @@
 """The shared INSPIRED KG files and their CRSLab ``nltk`` rendering."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List
 
-from crslab_mscrs.data.crslab_format import write_json
+from crslab_mscrs.data.crslab_format import read_json, write_json
 
 SELF_LOOP_NAMES = {"self_loop", "SELF_LOOP"}
 
@@ -24,8 +23,7 @@ class InspiredKG:
         kg_dir = Path(kg_dir)
 
         def load(name):
-            with (kg_dir / name).open(encoding="utf-8") as handle:
-                return json.load(handle)
+            return read_json(kg_dir / name)
 
         relation2id = load("relation2id.json")
         return cls(load("entity2id.json"), load("dbpedia_subkg.json"), load("item_ids.json"),

@@ -31,6 +31,8 @@ def parse_jsonl_line(path, line_no: int, line) -> Any:
         raise JsonlFormatError(path, line_no, f"{err.msg} at column {err.colno}") from err
     except UnicodeDecodeError as err:
         raise JsonlFormatError(path, line_no, f"not UTF-8 ({err.reason})") from err
+    except RecursionError as err:  # absurd nesting (e.g. 100k brackets)
+        raise JsonlFormatError(path, line_no, "nested too deeply to parse") from err
 
 
 def iter_jsonl(path, limit: Optional[int] = None,
@@ -50,7 +52,7 @@ def iter_jsonl(path, limit: Optional[int] = None,
     if limit is not None and limit <= 0:
         return
     count = 0
-    with path.open("r", encoding="utf-8") as handle:
+    with path.open("rb") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

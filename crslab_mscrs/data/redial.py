@@ -31,7 +31,6 @@ Choices (all reported in ``build_report.json``):
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -41,8 +40,9 @@ from typing import Dict, List, Optional, Set
 from tqdm import tqdm
 
 from crslab_mscrs.data.build_options import BuildOptions
-from crslab_mscrs.data.copy_mask import build_copy_mask, write_copy_mask
-from crslab_mscrs.data.crslab_format import carve_valid, dataset_version, write_built_marker, write_json
+from crslab_mscrs.data.copy_mask import build_copy_mask, save_copy_mask, staged_dataset_and_mask
+from crslab_mscrs.data.crslab_format import (carve_valid, dataset_version, read_json, require_conversations,
+                                            write_built_marker, write_json)
 from crslab_mscrs.data.entity_linking import EntityLinker, kg_linker
 from crslab_mscrs.data.item_names import redial_named_entities, write_item_names
 from crslab_mscrs.data.jsonl import read_jsonl
@@ -72,8 +72,7 @@ class RedialKG:
         kg_dir = Path(kg_dir)
 
         def load(name):
-            with (kg_dir / name).open(encoding="utf-8") as handle:
-                return json.load(handle)
+            return read_json(kg_dir / name)
 
         return cls(load("entity2id.json"), load("dbpedia_subkg.json"), load("movie_ids.json"),
                    load("id2entity.jsonl"), load("mid2name_redial.json"))
@@ -182,7 +181,11 @@ def load_redial_splits(raw_dir: Path, options: BuildOptions,
     splits = {"train": train, "valid": valid, "test": test}
     if carve is not None:
         carve.update({"train_pool": len(pool), "train_carved": len(train), "valid_carved": len(valid)})
-    return {name: records[:options.split_limit(name)] for name, records in splits.items()}
+    splits = {name: records[:options.split_limit(name)] for name, records in splits.items()}
+    for name, file_name in (("train", "train_pool.jsonl"), ("valid", "train_pool.jsonl"), ("test", "test_data.jsonl")):
+        note = f" (valid_fraction {options.valid_fraction} of it)" if name == "valid" else ""
+        require_conversations(name, splits[name], raw_dir / file_name, note)
+    return splits
 
 
 def build_redial(source_root: Path, data_root: Path, options: Optional[BuildOptions] = None,
@@ -209,13 +212,20 @@ def build_redial(source_root: Path, data_root: Path, options: Optional[BuildOpti
                         for rec in tqdm(raw[name], desc=f"ReDial {name}", leave=False)]
 
     token2id, graph = build_vocabularies(splits, options)
+    # the previous build stays until this block succeeds
+    with staged_dataset_and_mask(data_root, out_dir, CRSLAB_NAME) as (tmp_dir, mask_dir):
+        _write_build(kg, splits, token2id, graph, converter, options, report, source_root, tmp_dir, mask_dir)
+        report.finish(tmp_dir, started, echo)
+    return report
+
+
+def _write_build(kg: RedialKG, splits, token2id, graph, converter: RedialConverter, options: BuildOptions,
+                 report: BuildReport, source_root: Path, out_dir: Path, mask_dir: Path) -> None:
+    """Write every file of the build into the staged folders ``out_dir`` / ``mask_dir``."""
     entity2id, subkg, movie_ids = kg.entity2id, kg.subkg, kg.movie_ids
     if options.compact_kg:
         entity2id, subkg, movie_ids = _compact(kg, splits, out_dir, options, report)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / ".built").unlink(missing_ok=True)
-    (out_dir / "all_data.pkl").unlink(missing_ok=True)  # a stale CRSLab restore file
     for name in SPLITS:
         write_json(out_dir / f"{name}_data.json", splits[name])
     write_json(out_dir / "token2id.json", token2id)
@@ -225,22 +235,19 @@ def build_redial(source_root: Path, data_root: Path, options: Optional[BuildOpti
     write_redial_word_graph(graph, out_dir)
     report.item_names = _write_names(kg, source_root / "redial" / "items" / "item_metadata.csv", out_dir,
                                      entity2id, movie_ids)
-    write_copy_mask(data_root, CRSLAB_NAME, build_copy_mask(token2id, graph.word2id, converter.title_tokens))
+    save_copy_mask(mask_dir, CRSLAB_NAME, build_copy_mask(token2id, graph.word2id, converter.title_tokens))
     write_built_marker(out_dir, dataset_version("redial"))
 
     report.items = len(movie_ids)
     report.entities = len(entity2id)
     report.token_vocab_size = len(token2id)
     report.entity_linking = {"method": "lower-cased token n-gram match against DBpedia URI names",
-                             "surface_names": len(linker), **linker.stats.as_dict()}
+                             "surface_names": len(converter.linker), **converter.linker.stats.as_dict()}
     report.word_graph = graph.summary()
     report.entity_kg.setdefault("pad_entity_id_0", _owner_of_id0(entity2id))
     report.notes.append("roles: senderWorkerId == initiatorWorkerId -> Seeker, == respondentWorkerId "
                         "-> Recommender (all conversations carry both ids)")
     report.notes.append("@movieId mentions replaced in text by the movie name tokens")
-    report.elapsed_s = time.perf_counter() - started
-    report.save(out_dir, echo=echo)
-    return report
 
 
 def _write_names(kg: RedialKG, metadata_csv: Path, out_dir: Path, entity2id: Dict[str, int],

@@ -11,6 +11,7 @@ Unknown movie ids are counted with examples, never dropped silently.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,11 @@ class BuildReport:
                          f"({self.item_names.get('file')})")
         lines.append(f"built in {self.elapsed_s:.1f} s")
         return "\n".join(lines)
+
+    def finish(self, directory: Path, started: float, echo: bool = True) -> Path:
+        """Record the time since ``started`` (``time.perf_counter()``) and :meth:`save`."""
+        self.elapsed_s = time.perf_counter() - started
+        return self.save(directory, echo)
 
     def save(self, directory: Path, echo: bool = True) -> Path:
         directory = Path(directory)

@@ -66,6 +66,8 @@ def parse_ranking_line(line: str, where: str, min_length: int = MIN_RANKING_LENG
         obj = json.loads(line)
     except json.JSONDecodeError as err:
         raise RankingsFormatError(f"{where}: not valid JSON ({err.msg})") from None
+    except RecursionError:
+        raise RankingsFormatError(f"{where}: not valid JSON (nested too deeply to parse)") from None
     return ranking_record(obj, where, min_length, item_ids)
 
 

@@ -9,12 +9,16 @@ Retries: HTTP 429 and 5xx, timeouts, connection errors and malformed bodies are 
 up to ``max_retries`` times with exponential backoff ``backoff * 2**attempt`` seconds
 (capped by ``max_backoff``; a ``Retry-After`` header wins when it is larger, also capped).
 Other HTTP errors (400, 401, 404...) fail at once. After the last retry a
-:class:`~crslab_mscrs.features.describe.DescriptionError` says what went wrong.
+:class:`~crslab_mscrs.features.describe.DescriptionError` says what went wrong. Text from
+the server that enters an error message is redacted first: a server may echo the request's
+``Authorization`` header (the API key) in its error body. A missing key is one error,
+raised before any request, not one per item.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 import urllib.error
@@ -23,9 +27,10 @@ from typing import Optional
 
 from loguru import logger
 
-from crslab_mscrs.features.describe import DescriptionError, LLMDescriber
+from crslab_mscrs.features.describe import DescriptionCache, DescriptionError, LLMDescriber, build_messages
 
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+_BEARER = re.compile(r"(Bearer\s+)[^\s\"',;}]+", re.IGNORECASE)
 
 
 class _Retryable(Exception):
@@ -55,6 +60,24 @@ class OpenAIDescriber(LLMDescriber):
         self.temperature = float(temperature)
         self.max_tokens = int(max_tokens)
         self.sleep = time.sleep  # replaceable in tests
+        self._checked_headers: Optional[dict] = None
+
+    def describe(self, items):
+        """Check the API key once, before any request (only when some item is not cached)."""
+        if any(self.cache.get(DescriptionCache.key(item.item_id, build_messages(item, self.max_words),
+                                                   self.model_id)) is None for item in items):
+            self._checked_headers = self._headers()
+        return super().describe(items)
+
+    def _redact(self, text: str) -> str:
+        """``text`` from the server with the API key (and any bearer token) replaced."""
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if key and len(key) >= 4:
+            text = text.replace(key, "<redacted>")
+        return _BEARER.sub(r"\1<redacted>", text)
+
+    def _excerpt(self, raw: bytes) -> str:
+        return repr(self._redact(raw.decode("utf-8", "replace"))[:120])
 
     def _headers(self) -> dict:
         headers = {"Content-Type": "application/json"}
@@ -80,7 +103,7 @@ class OpenAIDescriber(LLMDescriber):
                 except ValueError:
                     retry_after = None
                 raise _Retryable(f"HTTP {err.code}", retry_after) from err
-            detail = err.read()[:300].decode("utf-8", "replace")
+            detail = self._redact(err.read().decode("utf-8", "replace"))[:300]  # redact, then cut
             raise DescriptionError(f"HTTP {err.code} from {self.base_url}: {detail}") from err
         except (socket.timeout, TimeoutError) as err:
             raise _Retryable(f"timeout after {self.timeout}s") from err
@@ -92,13 +115,13 @@ class OpenAIDescriber(LLMDescriber):
             payload = json.loads(raw)
             content = payload["choices"][0]["message"]["content"]
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError) as err:
-            raise _Retryable(f"malformed response body ({type(err).__name__}): {raw[:120]!r}") from err
+            raise _Retryable(f"malformed response body ({type(err).__name__}): {self._excerpt(raw)}") from err
         if not isinstance(content, str) or not content.strip():
-            raise _Retryable(f"malformed response body (empty content): {raw[:120]!r}")
+            raise _Retryable(f"malformed response body (empty content): {self._excerpt(raw)}")
         return content
 
     def generate(self, messages: list) -> str:
-        headers = self._headers()
+        headers = self._checked_headers or self._headers()
         body = json.dumps({"model": self.model_id, "messages": messages, "temperature": self.temperature,
                            "max_tokens": self.max_tokens}).encode("utf-8")
         last = None

@@ -22,6 +22,7 @@ from typing import Optional
 import torch
 from loguru import logger
 
+from crslab_mscrs.data.crslab_format import check_built
 from crslab_mscrs.features import catalogue as cat
 from crslab_mscrs.features.describe import get_describer, load_descriptions, save_descriptions
 from crslab_mscrs.features.hashing import sha256_file, sha256_object
@@ -73,6 +74,8 @@ class FeaturePipeline:
         self.out_dir = Path(out_dir) if out_dir else paths.features_dir(self.dataset, self.data_root)
         self._shared = resolve_source(None, self.cfg["shared_data"])
         self.dataset_dir = paths.dataset_dir(self.dataset, self.cfg["tokenize"], self.data_root)
+        if self.dataset_dir.is_dir():  # a half-written or failed build must not feed the graphs
+            check_built(self.dataset_dir, rebuild_hint=f"python data_prep/build_datasets.py --datasets {self.dataset}")
         self._catalogue = None
 
     # ------------------------------------------------------------------ inputs
@@ -285,7 +288,7 @@ class FeaturePipeline:
             self.check_built_dataset_ids()
             conversations, source = self.train_conversations()
             graph = build_cooccurrence_graph(conversations, entity2id, **g["cooccurrence"])
-            inputs = {"entity2id": self.entity2id_path(),
+            inputs = {"entity2id": self.entity2id_path(), "item_ids": storage.item_list(self.catalogue().item_ids),
                       "train_conversations": source["path"] if source["kind"] == "crslab-train" else conversations}
             storage.save_graph(graph, self._path("cooccurrence_graph.pt"), inputs=inputs,
                                parameters={**g["cooccurrence"], "source": source})
@@ -312,7 +315,9 @@ class FeaturePipeline:
                                     device=self.cfg["device"], method=g["knn_method"], nprobe=g["knn_nprobe"],
                                     nlist=g["knn_nlist"], auto_exact_max_items=g["knn_auto_exact_max_items"])
             method_used = {key: graph.stats[key] for key in ("method", "nprobe", "nlist")}
-            storage.save_graph(graph, self._path(f"{name}_graph.pt"), inputs={"features": feat_path},
+            inputs = {"features": feat_path, "item_ids": storage.item_list(self.catalogue().item_ids),
+                      "entity2id": self.entity2id_path()}  # checked against the trained dataset at model load
+            storage.save_graph(graph, self._path(f"{name}_graph.pt"), inputs=inputs,
                                parameters={**params, **method_used}, encoder=entry.get("encoder", {}))
             report[name] = self._graph_report(graph, encoder=entry.get("encoder", {}).get("name")
                                               or entry.get("encoder", {}).get("model"))

@@ -14,6 +14,12 @@ Files (in ``<data_root>/features/<dataset>/``, see :func:`crslab_mscrs.paths.fea
 ``load_graph(path, expected_inputs=...)`` / ``load_features`` recompute the input hashes
 and raise :class:`StaleArtifactError` naming what changed (or only warn with
 ``on_stale="warn"``); they also refuse a file whose bytes no longer match the manifest.
+
+Graphs record the fingerprints of the dataset they were built from (:data:`DATASET_INPUTS`:
+the train split file, ``entity2id.json`` and the item list); ``load_graph(path,
+dataset_dir=..., item_ids=...)`` checks them against the dataset a model trains on
+(:func:`check_dataset_inputs`), so a graph built from other train conversations is refused
+even when the graph file itself is intact.
 """
 from __future__ import annotations
 
@@ -98,6 +104,43 @@ def check_artifact(path, expected_inputs: Optional[Mapping] = None, on_stale: st
     return entry or {}
 
 
+# --------------------------------------------------------------------------- dataset inputs
+
+#: graph inputs that come from the built dataset folder (checked at model load)
+DATASET_INPUTS = ("train_conversations", "entity2id", "item_ids")
+
+
+def item_list(item_ids) -> list:
+    """The canonical form of an item list in a manifest: sorted unique int entity ids."""
+    return sorted({int(i) for i in item_ids})
+
+
+def dataset_inputs(dataset_dir, item_ids=None) -> dict:
+    """:data:`DATASET_INPUTS` of a built dataset folder (files that exist there, and the items)."""
+    folder = Path(dataset_dir)
+    inputs = {name: folder / file for name, file in (("train_conversations", "train_data.json"),
+                                                      ("entity2id", "entity2id.json")) if (folder / file).is_file()}
+    if item_ids is not None:
+        inputs["item_ids"] = item_list(item_ids)
+    return inputs
+
+
+def check_dataset_inputs(path, entry: dict, dataset_dir, item_ids=None) -> None:
+    """Raise :class:`StaleArtifactError` when graph ``path`` recorded other dataset inputs than
+    ``dataset_dir`` (and ``item_ids``) has; the message names the graph, the input and the
+    command that rebuilds it. Inputs the entry did not record (older files) are not checked."""
+    recorded = entry.get("inputs", {})
+    expected = {name: value for name, value in dataset_inputs(dataset_dir, item_ids).items() if name in recorded}
+    problems = compare_hashes(recorded, hash_inputs(expected))
+    if problems:
+        folder = Path(dataset_dir)
+        root, name = folder.parents[2] if len(folder.parents) > 2 else folder, folder.parent.name
+        command = ("python data_prep/build_sample.py" if root.name == "sample" else
+                   f"python data_prep/features.py all --dataset {name} --data-root {root}")
+        raise StaleArtifactError(f"graph {path} was built from another dataset than {folder}: "
+                                 + "; ".join(problems) + f" -- rebuild it: {command}")
+
+
 # --------------------------------------------------------------------------- graphs
 
 def save_graph(graph: Graph, path, inputs: Optional[Mapping] = None, parameters: Optional[dict] = None,
@@ -113,9 +156,13 @@ def save_graph(graph: Graph, path, inputs: Optional[Mapping] = None, parameters:
     return entry
 
 
-def load_graph(path, expected_inputs: Optional[Mapping] = None, on_stale: str = "raise") -> Graph:
-    """Load a graph saved by :func:`save_graph`, checking its manifest first."""
+def load_graph(path, expected_inputs: Optional[Mapping] = None, on_stale: str = "raise",
+               dataset_dir=None, item_ids=None) -> Graph:
+    """Load a graph saved by :func:`save_graph`, checking its manifest first and, with
+    ``dataset_dir``, the dataset it was built from (:func:`check_dataset_inputs`)."""
     entry = check_artifact(path, expected_inputs, on_stale)
+    if dataset_dir is not None:
+        check_dataset_inputs(path, entry, dataset_dir, item_ids)
     data = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("edge_index", "edge_weight", "num_nodes"):
         if key not in data:

@@ -8,7 +8,7 @@ connect item entities and are re-indexed here to item positions (column order of
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict, Mapping, Optional, Union
 
 import torch
 
@@ -21,8 +21,24 @@ GRAPH_FILES = {
 }
 
 
-def read_graph_file(path: Union[str, Path], config_key: str = "") -> Dict[str, object]:
-    """Load one graph file; a missing file is an error naming the file and the config key."""
+def dataset_dir_of(opt: Mapping) -> Optional[Path]:
+    """The built dataset folder a run trains on (``<data_root>/dataset/<dataset>/<tokenize>``),
+    or ``None`` when ``opt`` names no dataset (tiny unit-test models)."""
+    tokenize = opt.get("tokenize", "nltk")
+    if not opt.get("dataset") or not isinstance(tokenize, str):
+        return None
+    from crslab_mscrs.paths import dataset_dir
+
+    return dataset_dir(str(opt["dataset"]), tokenize)
+
+
+def read_graph_file(path: Union[str, Path], config_key: str = "", dataset_dir: Optional[Path] = None,
+                    item_ids=None) -> Dict[str, object]:
+    """Load one graph file; a missing file is an error naming the file and the config key.
+
+    With ``dataset_dir`` (and ``item_ids``) the graph's recorded inputs (train split, entity2id,
+    item list) must match that dataset (:func:`crslab_mscrs.graphs.storage.check_dataset_inputs`).
+    """
     path = Path(path)
     if not path.is_file():
         from crslab_mscrs.prerequisites import MissingPrerequisite, features_hint
@@ -35,7 +51,7 @@ def read_graph_file(path: Union[str, Path], config_key: str = "") -> Dict[str, o
     except ImportError:
         graph = torch.load(path, weights_only=True)
     else:
-        graph = load_graph(path)
+        graph = load_graph(path, dataset_dir=dataset_dir, item_ids=item_ids)
     if not isinstance(graph, dict):  # a storage helper may return an object with attributes
         graph = {key: getattr(graph, key) for key in ("edge_index", "edge_weight", "num_nodes")}
     missing = {"edge_index", "num_nodes"} - set(graph)

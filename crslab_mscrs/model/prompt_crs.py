@@ -32,7 +32,8 @@ from crslab_mscrs.model.decoding import decode
 from crslab_mscrs.model.demonstrations import DemonstrationEncoder
 from crslab_mscrs.model.entity_encoder import MultimodalEntityEncoder
 from crslab_mscrs.model.entity_rows import EntityRows, gather_rows, rows_read
-from crslab_mscrs.model.graph_files import GRAPH_FILES, check_entity_space, read_graph_file, to_item_space
+from crslab_mscrs.model.graph_files import (GRAPH_FILES, check_entity_space, dataset_dir_of, read_graph_file,
+                                           to_item_space)
 from crslab_mscrs.model.loading import load_causal_lm, load_text_encoder
 from crslab_mscrs.model.prefix_cache import LMGeometry, PrefixKeyValues, prefixed_lm_inputs
 from crslab_mscrs.model.prompt_encoder import PromptEncoder
@@ -130,10 +131,12 @@ def build_entity_encoder(n_entity: int, entity_kg: Mapping, item_ids: torch.Tens
         lambda_text=config.lambda_text, lambda_image=config.lambda_image, fusion=config.fusion)
 
 
-def load_semantic_graphs(config: PromptCRSConfig, features_dir: Path) -> Dict[str, Optional[dict]]:
-    """Read the graph files whose ``use_*_graph`` flag is on (a missing file is an error)."""
-    return {key: read_graph_file(Path(features_dir) / name, key) if getattr(config, key) else None
-            for key, name in GRAPH_FILES.items()}
+def load_semantic_graphs(config: PromptCRSConfig, features_dir: Path, dataset_dir=None,
+                         item_ids=None) -> Dict[str, Optional[dict]]:
+    """Read the graph files whose ``use_*_graph`` flag is on (a missing file is an error; a graph
+    built from another dataset than ``dataset_dir`` too)."""
+    return {key: read_graph_file(Path(features_dir) / name, key, dataset_dir, item_ids) if getattr(config, key)
+            else None for key, name in GRAPH_FILES.items()}
 
 
 class PromptCRS(nn.Module):
@@ -190,7 +193,7 @@ class PromptCRS(nn.Module):
         item_ids = torch.as_tensor(list(side_data["item_entity_ids"]), dtype=torch.long)
         graphs: Dict[str, Optional[dict]] = {key: None for key in GRAPH_FILES}
         if any(getattr(config, key) for key in GRAPH_FILES):
-            graphs = load_semantic_graphs(config, _features_dir(opt))
+            graphs = load_semantic_graphs(config, _features_dir(opt), dataset_dir_of(opt), item_ids.tolist())
         entity_encoder = build_entity_encoder(n_entity, side_data["entity_kg"], item_ids,
                                               LMGeometry.from_config(lm.config).hidden_size, config, graphs)
         model = cls(lm, lm_tokenizer, text_encoder, text_tokenizer, entity_encoder, item_ids, config)
