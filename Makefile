@@ -4,17 +4,22 @@
 #   make demo      MSCRS on the embedded sample (offline, minutes on a laptop CPU)
 #   make test      the test suite
 #   make data      build ReDial + INSPIRED in CRSLab format from $(SOURCE) into $(DATA_ROOT)
-#   make features  item features + semantic graphs for both datasets (offline models)
+#   make features  item features + semantic graphs for both datasets (offline models, from $(SOURCE))
+#
+# The same commands without make (a pip install): `crslab-mscrs --config mscrs/sample`,
+# `crslab-mscrs build-data --source DIR`, `crslab-mscrs features all --config features/redial_offline
+# --source DIR`; `crslab-mscrs config` lists the packaged configs (config/ links to them).
 #
 # Variables: PYTHON (interpreter that creates the venv), TORCH_SPEC (what pip installs for
-# torch; use "torch torchvision" or add --index-url for your CUDA build), SOURCE, DATA_ROOT.
+# torch; use "torch torchvision" or add --index-url for your CUDA build), SOURCE (raw data
+# folder with redial/ and inspired/), DATA_ROOT.
 
 PYTHON      ?= python3
 VENV        ?= .venv
 TORCH_SPEC  ?= torch==2.14.1 torchvision==0.29.1
 SOURCE      ?= ../shared/data
 DATA_ROOT   ?= data
-DEMO_CONFIG ?= config/mscrs/sample.yaml
+DEMO_CONFIG ?= mscrs/sample
 PYTEST_ARGS ?=
 
 BIN   := $(VENV)/bin
@@ -45,11 +50,11 @@ data-if-source: $(STAMP)
 	else echo "data: $(DATA_ROOT) already built or $(SOURCE) absent"; fi
 
 data: $(STAMP)
-	$(BIN)/python data_prep/build_datasets.py --source $(SOURCE) --data-root $(DATA_ROOT)
+	$(BIN)/crslab-mscrs build-data --source $(SOURCE) --data-root $(DATA_ROOT)
 
 features: $(STAMP)
-	$(BIN)/python data_prep/features.py all --config config/features/redial_offline.yaml --data-root $(DATA_ROOT)
-	$(BIN)/python data_prep/features.py all --config config/features/inspired_offline.yaml --data-root $(DATA_ROOT)
+	$(BIN)/crslab-mscrs features all --config features/redial_offline --source $(SOURCE) --data-root $(DATA_ROOT)
+	$(BIN)/crslab-mscrs features all --config features/inspired_offline --source $(SOURCE) --data-root $(DATA_ROOT)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_benchmark.py --quick

@@ -5,7 +5,7 @@ PyPI (0.1.2) pins numpy~=1.19, transformers~=4.4 and other packages that have no
 for Python >= 3.10, which would make this plugin uninstallable. Install it afterwards
 with ``pip install --no-deps crslab==0.1.2`` (``make demo`` / ``make test`` do it).
 """
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
     name="crslab-mscrs",
@@ -15,9 +15,14 @@ setup(
     long_description=open("README.md", encoding="utf-8").read().split("<!-- pypi:end")[0].rstrip() + "\n",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["crslab_mscrs", "crslab_mscrs.*"]),
+    # namespace-aware: a code folder without __init__.py (crslab_mscrs/batches) still ships
+    packages=find_namespace_packages(include=["crslab_mscrs", "crslab_mscrs.*"],
+                                     exclude=["crslab_mscrs.sample*", "crslab_mscrs.configs*", "*__pycache__*"]),
     include_package_data=True,
-    package_data={"crslab_mscrs": ["sample/**/*", "sample/*", "examples/minifilms/*"]},
+    # the embedded sample, every config (crslab_mscrs/configs/; `config/` in a checkout links
+    # here): a wheel runs `crslab-mscrs --config mscrs/sample` anywhere
+    package_data={"crslab_mscrs": ["sample/**/*", "sample/*", "configs/*.md", "configs/*/*.yaml",
+                                  "examples/minifilms/*"]},
     install_requires=[
         "torch>=2.1",
         "torchvision",

@@ -181,13 +181,23 @@ class DatasetContext:
     notes: List[str] = field(default_factory=list)
 
 
+def shown_path(path) -> str:
+    """A path as results name it: relative to the repository (or its parent, where the raw
+    source lives) when inside, so no machine's folders land in README/docs."""
+    path = Path(path).absolute()
+    for base, prefix in ((REPO_ROOT, ""), (REPO_ROOT.parent, "../")):
+        if path.is_relative_to(base):
+            return prefix + path.relative_to(base).as_posix()
+    return str(path)
+
+
 def load_dataset_context(name: str, data_root: Path, split: str, shared_data: Path,
                          protocols: Sequence[str]) -> DatasetContext:
     directory = data_root / "dataset" / name / "nltk"
     conversations = inst.load_split(directory, split)
     entity2id = inst.load_entity2id(directory)
     item_ids = inst.load_item_ids(directory)
-    instances, notes = {}, [f"data: `{directory}`, split `{split}`: {len(conversations)} conversations, "
+    instances, notes = {}, [f"data: `{shown_path(directory)}`, split `{split}`: {len(conversations)} conversations, "
                             f"{len(item_ids)} items"]
     for protocol in protocols:
         stats = inst.InstanceStats()
@@ -206,7 +216,7 @@ def load_dataset_context(name: str, data_root: Path, split: str, shared_data: Pa
     elif name == "redial" and raw_path.is_file():
         uris = inst.load_movie_uris(shared_data / "redial" / "kg" / "id2entity.jsonl")
         answers = inst.seeker_answers(inst.load_jsonl(raw_path), uris, entity2id)
-        notes.append(f"SR/RDL: seeker questionnaire from `{raw_path}`")
+        notes.append(f"SR/RDL: seeker questionnaire from `{shown_path(raw_path)}`")
     else:
         notes.append("SR/RDL: n/a (no seeker questionnaire for this dataset/split)")
     return DatasetContext(name, directory, item_ids, instances, answers,
@@ -255,11 +265,10 @@ def run_baseline(model: str, ctx: DatasetContext, split: str, out_dir: Path
 
 
 def epoch_overrides(config_path: Path, epochs: int) -> List[str]:
-    """``--set <stage>.epoch=N`` for every top-level section of the YAML that has ``epoch``."""
-    import yaml
+    """``--set <stage>.epoch=N`` for every top-level section of the composed config that has ``epoch``."""
+    from crslab_mscrs.config import resolve
 
-    with config_path.open("r", encoding="utf-8") as handle:
-        config = yaml.safe_load(handle) or {}
+    config = resolve(config_path).opt  # the file and everything it extends
     args = []
     for key, value in config.items():
         if isinstance(value, dict) and "epoch" in value:
@@ -379,10 +388,9 @@ def metrics_json_rows(path: Path, model: str, dataset: str, seed: str) -> List[R
 
 
 def _config_dataset(path: Path) -> str:
-    import yaml
+    from crslab_mscrs.config import resolve
 
-    with path.open("r", encoding="utf-8") as handle:
-        return str((yaml.safe_load(handle) or {}).get("dataset", "")).lower()
+    return str(resolve(path).opt.get("dataset") or "").lower()
 
 
 def model_config_path(config_dir: Path, model: str, dataset: str, quick: bool,
@@ -396,7 +404,7 @@ def model_config_path(config_dir: Path, model: str, dataset: str, quick: bool,
         names.insert(0, f"{dataset}_{variant}.yaml")
     for name in names:
         for base in (Path.cwd(), REPO_ROOT):
-            candidate = (base / config_dir / model / name).resolve()
+            candidate = (base / config_dir / model / name).absolute()  # config/ is a link: keep its name
             if not candidate.is_file():
                 continue
             if name == "sample.yaml" and _config_dataset(candidate) != dataset:
@@ -555,7 +563,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        f"{record.error.strip().splitlines()[-1] if record.error.strip() else ''}")
     write_results_csv(rows, out_dir / "results.csv")
     preamble = [f"- generated {stamp} UTC by `{' '.join(['benchmarks/run_benchmark.py'] + list(argv or sys.argv[1:]))}`",
-                f"- data: {data_source} (`{data_root}`); ranking split `{args.split}`",
+                f"- data: {data_source} (`{shown_path(data_root)}`); ranking split `{args.split}`",
                 f"- protocols: {', '.join(protocols)}; seeds for model runs: {', '.join(map(str, seeds))}",
                 f"- hardware of this invocation: {hardware_description()} (reused runs name their own in Runs)"]
     (out_dir / "results.md").write_text(

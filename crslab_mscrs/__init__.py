@@ -22,9 +22,14 @@ def _bootstrap() -> None:
             "crslab-mscrs needs CRSLab 0.1.2, installed WITHOUT its (unresolvable) pinned "
             f"dependencies. Run:\n\n    {CRSLAB_INSTALL_HINT}\n"
         ) from err
+    import warnings
+
     from crslab_mscrs import compat, paths, registry
 
-    compat.apply()
+    with warnings.catch_warnings():  # torch_geometric (imported by CRSLab's KBRD/KGSF) still calls
+        # torch.jit.script at import, which torch >= 2.10 deprecates: not the user's to fix
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        compat.apply()
     registry.register_all()
     paths.set_data_root(paths.resolve_data_root())
 

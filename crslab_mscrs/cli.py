@@ -1,10 +1,17 @@
-"""Command line entry point, flag-compatible with CRSLab's ``run_crslab.py``.
+"""Command line entry point (``crslab-mscrs`` / ``python run_crslab.py``), flag-compatible with CRSLab's.
 
-    python run_crslab.py --config config/kbrd/redial.yaml [-g 0] [--seed 1] [--data-root DIR]
+    crslab-mscrs --config mscrs/sample [-g 0] [--seed 1] [--data-root DIR]   # train + evaluate
+    python run_crslab.py --config config/kbrd/redial.yaml                    # the same, by path
+    crslab-mscrs build-data --source RAW_DATA_FOLDER     # datasets (crslab_mscrs.commands.build_data)
+    crslab-mscrs features all --config features/redial_offline --source RAW_DATA_FOLDER
+    crslab-mscrs config [NAME]                           # list / show composed configs
 
-CRSLab's flags keep their meaning (``-c/--config -g/--gpu -sd -rd -ss -rs -d -i -tb``);
-ours add the data root, seeds, ``--set key=value`` overrides and the files that the
-benchmark harness reads (``--rankings-out``, ``--metrics-out``).
+``--config`` takes a packaged config name (``mscrs/redial``; found from any directory) or a
+YAML file (which may ``extends:`` a packaged one; see :mod:`crslab_mscrs.config`). CRSLab's
+flags keep their meaning (``-c/--config -g/--gpu -sd -rd -ss -rs -d -i -tb``); ours add the
+data root, seeds, ``--set key=value`` overrides and the files that the benchmark harness reads
+(``--rankings-out``, ``--metrics-out``). The console log is INFO (the config dump at DEBUG, ``-d``
+shows it) on stderr, coloured and with progress bars only on a terminal.
 """
 from __future__ import annotations
 
@@ -14,10 +21,17 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+#: subcommand -> module of crslab_mscrs.commands (``run`` is the default: CRSLab's flags)
+SUBCOMMANDS = {"build-data": "build_data", "features": "features", "config": "show_config"}
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Train and evaluate a CRS with CRSLab + crslab-mscrs.")
-    p.add_argument("-c", "--config", required=True, help="YAML config, e.g. config/kbrd/sample.yaml")
+    p = argparse.ArgumentParser(
+        description="Train and evaluate a CRS with CRSLab + crslab-mscrs. Other commands: "
+                    + ", ".join(f"`crslab-mscrs {name} -h`" for name in SUBCOMMANDS) + ".")
+    p.add_argument("-c", "--config", required=True,
+                   help="packaged config name (mscrs/sample, kbrd/redial; `crslab-mscrs config` lists them) "
+                        "or YAML file")
     p.add_argument("-g", "--gpu", default="auto",
                    help="CRSLab GPU list ('-1' CPU, '0', '0,1'); 'auto' = GPU 0 when CUDA is available")
     p.add_argument("-sd", "--save_data", action="store_true", help="save the processed dataset")
@@ -47,18 +61,48 @@ def resolve_gpu(flag: str) -> str:
     return "0" if torch.cuda.is_available() else "-1"
 
 
+def configure_logging(log_file: Optional[Path], debug: bool, stream=None) -> None:
+    """loguru sinks: ``log_file`` (CRSLab's ``log/<name>.log``) and the console (stderr through
+    ``tqdm.write`` so progress bars stay intact), INFO (DEBUG with ``-d``), ANSI colours only
+    when the console is a terminal."""
+    from loguru import logger
+    from tqdm import tqdm
+
+    stream = stream or sys.stderr
+    level = "DEBUG" if debug else "INFO"
+    logger.remove()
+    if log_file is not None:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        logger.add(str(log_file), level=level)
+    isatty = getattr(stream, "isatty", None)
+    logger.add(lambda msg: tqdm.write(msg, end="", file=stream), level=level,
+               colorize=bool(isatty and isatty()))
+
+
 def make_crslab_config(opt: dict, gpu: str, debug: bool):
-    """A ``crslab.config.Config`` built from an already loaded and validated dict."""
+    """A ``crslab.config.Config`` holding an already composed and validated dict.
+
+    Does what CRSLab's ``Config.__init__`` does (gpu list, ``model_name``, the log file under
+    ``./log``) except its logging: :func:`configure_logging`, the config dump at DEBUG level.
+    """
+    import json
+    import os
+
     from crslab.config import Config
+    from loguru import logger
 
-    class _PreloadedConfig(Config):
-        def __init__(self):
-            super().__init__(config_file=None, gpu=gpu, debug=debug)
-
-        def load_yaml_configs(self, filename):  # noqa: D401 - CRSLab hook
-            return dict(opt)
-
-    return _PreloadedConfig()
+    config = Config.__new__(Config)
+    config.opt = dict(opt)
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    config.opt["gpu"] = [int(g) for g in gpu.split(",")]
+    model_name = opt.get("model") or "_".join(
+        opt[key] for key in ("rec_model", "conv_model", "policy_model") if opt.get(key))
+    config.opt["model_name"] = model_name
+    log_name = opt.get("log_name") or f"{opt['dataset']}_{model_name}_{time.strftime('%Y-%m-%d-%H-%M-%S')}"
+    configure_logging(Path("log") / f"{log_name}.log", debug)
+    logger.info(f"[Dataset: {opt['dataset']} tokenized in {opt['tokenize']}] [Model: {model_name}]")
+    logger.debug("[Config]\n" + json.dumps(config.opt, indent=4, default=str))
+    return config
 
 
 def build_system(opt: dict, data_root=None, save_dir=None, gpu: str = "-1", debug: bool = False,
@@ -74,11 +118,13 @@ def build_system(opt: dict, data_root=None, save_dir=None, gpu: str = "-1", debu
     from crslab.system import get_system
 
     from crslab_mscrs import paths, registry
+    from crslab_mscrs.prerequisites import require_built_dataset
 
-    root = paths.resolve_data_root(data_root, opt.get("data_root"))
-    paths.set_data_root(root, save_dir or opt.get("save_dir"))
+    root = paths.resolve_data_root(data_root, opt["data_root"])
+    paths.set_data_root(root, save_dir or opt["save_dir"])
     registry.register_custom_datasets(root)  # user datasets built under this root (docs/own_data.md)
     opt["data_root"] = str(root)
+    require_built_dataset(root, opt["dataset"], opt["tokenize"])
     config = make_crslab_config(opt, gpu, debug)
     dataset = get_dataset(config, config["tokenize"], restore_data, save_data)
     loaders = [get_dataloader(config, split, dataset.vocab)
@@ -98,7 +144,7 @@ def run(args: argparse.Namespace) -> dict:
     opt = load_config(args.config, args.overrides)
     if args.seed is not None:
         opt["seed"] = args.seed
-    seed_everything(int(opt.setdefault("seed", 0)))
+    seed_everything(int(opt["seed"]))
     for key, value in (("rankings_out", args.rankings_out), ("metrics_out", args.metrics_out)):
         if value:
             opt[key] = str(Path(value).resolve())
@@ -111,32 +157,63 @@ def run(args: argparse.Namespace) -> dict:
         return {}
     capture = None
     if not getattr(system, "writes_own_outputs", False):  # CRSLab's own systems (KBRD, KGSF, ...)
-        if opt.get("stages") is not None:
+        if opt["stages"] is not None:
             select_stages(system, opt["stages"])
         capture = attach_test_capture(system, dataset.side_data["item_entity_ids"])
     results = system.fit()
     if args.save_system:
         system.save_model()
     if capture is not None:
-        write_outputs(capture, dataset.test_data, opt.get("rankings_out"), opt.get("metrics_out"),
-                      extra={"model": opt.get("model"), "dataset": opt["dataset"], "seed": opt["seed"],
-                             "stages_run": opt.get("stages", "all"),
-                             "scale": opt.get("scale", 1), "wall_time_s": round(time.time() - started, 1)},
-                      scale=float(opt.get("scale", 1)), item_names=load_item_names(opt).values())
+        write_outputs(capture, dataset.test_data, opt["rankings_out"], opt["metrics_out"],
+                      extra={"model": opt["model"], "dataset": opt["dataset"], "seed": opt["seed"],
+                             "stages_run": opt["stages"] or "all",
+                             "scale": opt["scale"], "wall_time_s": round(time.time() - started, 1)},
+                      scale=float(opt["scale"]), item_names=load_item_names(opt).values())
         return {"test": capture.metrics}
     # our own systems return {stage: {"test": {...}, ...}}; pre-training is never a result
     return {stage: summary["test"] for stage, summary in (results or {}).items()
             if isinstance(summary, dict) and "test" in summary and stage != "pretrain"}
 
 
+def run_subcommand(name: str, argv: List[str]) -> int:
+    """``crslab-mscrs build-data|features|config ...`` (modules of :mod:`crslab_mscrs.commands`)."""
+    import importlib
+
+    module = importlib.import_module(f"crslab_mscrs.commands.{SUBCOMMANDS[name]}")
+    parser = argparse.ArgumentParser(prog=f"crslab-mscrs {name}", description=module.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    return module.main(module.add_arguments(parser).parse_args(argv))
+
+
+def quiet_when_not_a_terminal(stream=None) -> None:
+    """No progress bars when the console is not a terminal (log files, CI); ``TQDM_DISABLE=0``
+    keeps them. (tqdm reads that variable at its import, before this runs: set the default.)"""
+    import os
+    from functools import partialmethod
+
+    from tqdm import tqdm
+
+    stream = stream or sys.stderr
+    if os.environ.get("TQDM_DISABLE") is None and not (hasattr(stream, "isatty") and stream.isatty()):
+        tqdm.__init__ = partialmethod(tqdm.__init__, disable=True)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    quiet_when_not_a_terminal()
+    if argv and argv[0] in SUBCOMMANDS:
+        return run_subcommand(argv[0], argv[1:])
+    if argv and argv[0] == "run":  # ``crslab-mscrs run --config ...`` = ``crslab-mscrs --config ...``
+        argv = argv[1:]
     args = build_parser().parse_args(argv)
     from crslab_mscrs.config import ConfigError
     from crslab_mscrs.model.loading import ModelLoadError
+    from crslab_mscrs.prerequisites import MissingPrerequisite
+    from crslab_mscrs.graphs.storage import StaleArtifactError
 
     try:
         metrics = run(args)
-    except (ConfigError, ModelLoadError) as err:
+    except (ConfigError, ModelLoadError, MissingPrerequisite, StaleArtifactError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if metrics:

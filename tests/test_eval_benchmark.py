@@ -96,7 +96,8 @@ def test_subprocess_runs_record_exit_code_time_and_memory(tmp_path):
 
 def test_epoch_overrides_and_metrics_json(tmp_path):
     config = tmp_path / "m.yaml"
-    config.write_text("model: KGSF\npretrain:\n  epoch: 3\nrec:\n  epoch: 9\nconv:\n  batch_size: 2\n")
+    # a model without a family base (configs/README.md): only the sections written here
+    config.write_text("model: MyCRS\npretrain:\n  epoch: 3\nrec:\n  epoch: 9\nconv:\n  batch_size: 2\n")
     assert harness.epoch_overrides(config, 1) == ["--set", "pretrain.epoch=1", "--set", "rec.epoch=1"]
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"crslab_test_metrics": {"bleu@1": 0.2, "dist@1": None},

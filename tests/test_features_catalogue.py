@@ -1,13 +1,15 @@
 """Item catalogue: joins, items without metadata, user files and bad inputs."""
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from crslab_mscrs.features import catalogue as cat
 
-SHARED = Path("/work/shared/data")
+# the raw source folder: $CRSLAB_MSCRS_SOURCE, else the Makefile's SOURCE default (<repo>/../shared/data)
+SHARED = Path(os.environ.get("CRSLAB_MSCRS_SOURCE") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 ENTITY2ID = {"<http://dbpedia.org/resource/Toy_Story>": 0,
              "<http://dbpedia.org/resource/Heat_(1995_film)>": 1,
@@ -86,6 +88,7 @@ def test_title_parsing():
 
 
 @pytest.mark.realdata
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"raw source data not found at {SHARED}")
 def test_real_redial_and_inspired_catalogues():
     redial = cat.build_redial_catalogue(SHARED / "redial/kg/entity2id.json", SHARED / "redial/kg/movie_ids.json",
                                         SHARED / "redial/kg/id2entity.jsonl", SHARED / "redial/items/item_metadata.csv",

@@ -42,7 +42,8 @@ def test_run_generation_and_batch_settings_from_one_option_dict(tmp_path):
     opt = {"dataset": "ReDial", "model_name": "MSCRS", "save_dir": str(tmp_path), "seed": None,
            "stages": ["rec", "conv"], "num_beams": 2, "context_max_length": 64}
     run = RunSettings.from_opt(opt)
-    assert run.seed == 0 and run.stages == ("rec", "conv") and run.run_dir == tmp_path / "ReDial_MSCRS_seed0"
+    assert run.seed == 0 and run.stages == ("rec", "conv") and run.run_dir.parent == tmp_path
+    assert run.run_dir.name.startswith("ReDial_MSCRS_seed0_")  # + a hash of the settings (run_folder.py)
     assert GenerationSettings.from_opt(opt).as_kwargs() == {"max_new_tokens": 50, "num_beams": 2, "do_sample": False,
                                                            "top_p": None, "no_repeat_ngram_size": 3}
     assert BatchSettings.from_opt(opt).limits.context_max_length == 64

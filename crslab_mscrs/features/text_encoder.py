@@ -103,6 +103,15 @@ class TextEncoder:
 
     def describe(self) -> dict:
         """Manifest entry: model spec, resolved path, backend, dim, pooling."""
-        return {"model": self.spec, "path": self.path, "backend": self.backend, "dim": self.dim,
+        return {"model": self.spec, "path": portable_path(self.path), "backend": self.backend, "dim": self.dim,
                 "pooling": "mean over attention mask", "max_length": self.max_length,
                 "normalize": self.normalize}
+
+
+def portable_path(path) -> str:
+    """A model path as manifests record it: inside an installed package it starts at
+    ``<site-packages>/`` (no machine's folders in shipped files); other paths unchanged."""
+    parts = Path(str(path)).parts
+    if "site-packages" in parts:
+        return "/".join(("<site-packages>", *parts[parts.index("site-packages") + 1:]))
+    return str(path)

@@ -41,8 +41,11 @@ def read_graph_file(path: Union[str, Path], config_key: str = "", dataset_dir: O
     """
     path = Path(path)
     if not path.is_file():
-        hint = f" (needed because `{config_key}: true`; build the graphs or set it to false)" if config_key else ""
-        raise FileNotFoundError(f"Semantic graph file {path} not found{hint}.")
+        from crslab_mscrs.prerequisites import MissingPrerequisite, features_hint
+
+        hint = f" (needed because `{config_key}: true`; or set it to false)" if config_key else ""
+        raise MissingPrerequisite(f"Semantic graph file {path} not found{hint}: "
+                                  f"{features_hint(path.parent.name)}.")
     try:
         from crslab_mscrs.graphs.storage import load_graph
     except ImportError:

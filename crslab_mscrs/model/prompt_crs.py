@@ -44,27 +44,42 @@ from crslab_mscrs.model.semantic_graph_propagation import LightGCNPropagation
 Batch = Mapping[str, torch.Tensor]
 
 
+MODEL_BASE = "mscrs/base"  # crslab_mscrs/configs/mscrs/base.yaml: every model key, its default, its meaning
+
+
+def option(opt: Mapping, key: str):
+    """``opt[key]``; unset (absent or null) -> the default in ``mscrs/base.yaml`` (the ONE place
+    of defaults: composed configs always hold the key, partial dicts in tests may not)."""
+    value = opt.get(key) if hasattr(opt, "get") else None
+    if value is None:
+        from crslab_mscrs.config import base_defaults
+
+        value = base_defaults(MODEL_BASE)[key]
+    return value
+
+
 @dataclass
 class PromptCRSConfig:
-    """Model hyper-parameters (flat keys of CRSLab's ``opt``; documented in the YAML configs)."""
-    entity_dim: Optional[int] = None        # default: LM hidden // 2
-    num_bases: int = 8
-    use_cooccurrence_graph: bool = True
-    use_text_graph: bool = True
-    use_image_graph: bool = True
-    lambda_text: float = 1.0
-    lambda_image: float = 1.0
-    fusion: str = "sum"                     # "sum" (paper) | "mean": see MultimodalEntityEncoder
-    lightgcn_layers: int = 2
-    n_prefix_rec: int = 10
-    n_prefix_conv: int = 20
-    contrastive_weight: float = 0.0
-    contrastive_temperature: float = 0.07
-    use_demonstrations: bool = False        # retrieved demonstrations as extra conv prompt vectors
+    """Model hyper-parameters (flat keys of CRSLab's ``opt``; documented, with their defaults, in
+    ``crslab_mscrs/configs/mscrs/base.yaml``)."""
+    entity_dim: Optional[int]               # None: LM hidden // 2
+    num_bases: int
+    use_cooccurrence_graph: bool
+    use_text_graph: bool
+    use_image_graph: bool
+    lambda_text: float
+    lambda_image: float
+    fusion: str                             # "sum" (paper) | "mean": see MultimodalEntityEncoder
+    lightgcn_layers: int
+    n_prefix_rec: int
+    n_prefix_conv: int
+    contrastive_weight: float
+    contrastive_temperature: float
+    use_demonstrations: bool                # retrieved demonstrations as extra conv prompt vectors
 
     @classmethod
     def from_opt(cls, opt: Mapping) -> "PromptCRSConfig":
-        return cls(**{f.name: opt[f.name] for f in fields(cls) if opt.get(f.name) is not None})
+        return cls(**{f.name: option(opt, f.name) for f in fields(cls)})
 
     def graphs_off(self) -> "PromptCRSConfig":
         """Copy with all semantic graphs switched off (= UniCRS)."""
@@ -172,7 +187,7 @@ class PromptCRS(nn.Module):
         config = PromptCRSConfig.from_opt(opt)
         if force_graphs_off:
             config = config.graphs_off()
-        lm, lm_tokenizer = load_causal_lm(opt["lm"], opt.get("lm_gguf_file"), opt.get("lm_dtype"))
+        lm, lm_tokenizer = load_causal_lm(opt["lm"], option(opt, "lm_gguf_file"), option(opt, "lm_dtype"))
         text_encoder, text_tokenizer = load_text_encoder(opt["text_encoder"])
         n_entity = int(vocab["n_entity"])
         item_ids = torch.as_tensor(list(side_data["item_entity_ids"]), dtype=torch.long)
@@ -352,7 +367,7 @@ class PromptCRS(nn.Module):
 
 
 def _features_dir(opt: Mapping) -> Path:
-    if opt.get("features_dir"):
+    if option(opt, "features_dir"):
         return Path(opt["features_dir"])
     if not opt.get("dataset"):
         raise KeyError("set `features_dir` (or `dataset`, to use <data_root>/features/<dataset>).")

@@ -14,7 +14,6 @@ import sys
 from typing import List, Optional, TextIO, Tuple
 
 import torch
-from loguru import logger
 
 from crslab_mscrs.batches.text import turn_text
 from crslab_mscrs.data.entity_linking import item_name_linker, kg_linker, link_typed_text
@@ -65,8 +64,9 @@ def chat(system, stdin: Optional[TextIO] = None, stdout: Optional[TextIO] = None
     final = load_checkpoint_weights(conv_weights)
     if final is not None:
         load_trainable_state(system.net, final, str(conv_weights))
+        print(f"Loaded {conv_weights} (recommendations: {system.run_dir / 'rec_best.pth'}).", file=stdout)
     else:
-        logger.warning(f"[interact: {conv_weights} not found, using the current weights]")
+        print(f"No checkpoint {conv_weights}: chatting with UNTRAINED weights.", file=stdout)
     system.model.eval()
     linker = UserLinker(system.vocab.get("entity2id", {}), system.item_ids.tolist(), system.item_names,
                         dataset_subkg(system.opt))
@@ -75,7 +75,15 @@ def chat(system, stdin: Optional[TextIO] = None, stdout: Optional[TextIO] = None
     context: List[str] = []
     entities: List[int] = []
     print("Enter [EXIT] to quit.", file=stdout, flush=True)
-    for line in stdin:
+
+    def read_line() -> str:  # a visible prompt; piped input is echoed so transcripts read well
+        print("You: ", end="", file=stdout, flush=True)
+        line = stdin.readline()
+        if not (hasattr(stdin, "isatty") and stdin.isatty()):
+            print(line.rstrip("\n"), file=stdout, flush=True)
+        return line
+
+    for line in iter(read_line, ""):
         text = line.strip()
         if not text:
             continue

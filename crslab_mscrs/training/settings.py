@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from crslab_mscrs.batches.movie_mentions import DEFAULT_PLACEHOLDER
+from crslab_mscrs.config import DEPRECATED_STAGE_KEYS  # old stage key -> its new name
 
 STAGES = ("pretrain", "rec", "conv")
 DIALOGUE_TEXT_MODES = ("dataset", "ids")
 """Config key ``dialogue_text``: ``dataset`` (original words from the split files, with
 fallback to ids) or ``ids`` (CRSLab's word ids, detokenised: the old behaviour)."""
 
-DEPRECATED_STAGE_KEYS = {"max_steps": "max_batches_per_epoch"}
-"""Old stage key -> its new name (the old one is still read, with a warning)."""
 
 SYSTEM_KEYS = frozenset({
     "stages", "run_name", "resume", "bf16", "rec_select_metric", "ranking_depth", "interact_top_k",  # RunSettings
@@ -251,17 +250,15 @@ class RunSettings:
 
     @classmethod
     def from_opt(cls, opt) -> "RunSettings":
-        import crslab.config as crslab_config
+        from crslab_mscrs.training import run_folder
 
         seed = int(_get(opt, "seed", 0))
         stages = tuple(_get(opt, "stages", STAGES))
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise ValueError(f"config key 'stages': unknown stage(s) {unknown}; use a list of {list(STAGES)}")
-        save_root = Path(_get(opt, "save_dir") or crslab_config.SAVE_PATH)
-        name = _get(opt, "run_name") or f"{opt['dataset']}_{opt['model_name']}_seed{seed}"
         return cls(model_name=_get(opt, "model_name"), dataset=_get(opt, "dataset"), seed=seed, stages=stages,
-                   run_dir=save_root / str(name), resume=bool(_get(opt, "resume", False)),
+                   run_dir=run_folder.run_dir(opt, seed), resume=bool(_get(opt, "resume", False)),
                    bf16=bool(_get(opt, "bf16", True)),
                    rec_select_metric=str(_get(opt, "rec_select_metric", cls.rec_select_metric)),
                    ranking_depth=int(_get(opt, "ranking_depth", cls.ranking_depth)),

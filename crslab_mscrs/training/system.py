@@ -28,6 +28,7 @@ from crslab_mscrs.training.checkpoint import save_weights, seed_everything
 from crslab_mscrs.training.demonstrations import Demonstrations
 from crslab_mscrs.training.generation import Generation
 from crslab_mscrs.training.loop import TrainingLoop
+from crslab_mscrs.training import run_folder
 from crslab_mscrs.training.outputs import RunOutputs
 from crslab_mscrs.training.settings import STAGES, RunSettings
 from crslab_mscrs.training.validation import Evaluation
@@ -67,7 +68,7 @@ class MSCRSSystem(BaseSystem):
             loader.attach_tokenizers(self.core.lm_tokenizer, self.core.text_tokenizer)
             loader.set_item_ids(self.item_ids.tolist())
         self.item_names = train_dataloader.item_names  # the one resolver (data/item_names.py)
-        self.run_dir = self.settings.run_dir
+        self.run_dir = run_folder.open_run_dir(self.settings.run_dir, opt)  # refuses a folder of another recipe
         self.ranking_depth = min(self.settings.ranking_depth, len(self.item_ids))
         self.use_bf16 = self.device.type == "cuda" and self.settings.bf16
         self.writer = None
