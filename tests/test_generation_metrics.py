@@ -191,5 +191,5 @@ def test_crslab_structure_tokens_do_not_count_as_words(tmp_path):
     assert written["stages"]["conv"]["test"]["generation"] == generation
     assert written["crslab_test_metrics"] == {"hit@10": 0.1}
     (tmp_path / "test_replies.jsonl").write_text('{"reply": "ok", "reference": "ok"}\nnot json\n')
-    with pytest.raises(ValueError, match="test_replies.jsonl, line 2"):
+    with pytest.raises(ValueError, match=r"test_replies\.jsonl:2: malformed JSON"):
         rescore_replies(metrics, [])
