@@ -162,7 +162,7 @@ def test_inspired_empty_split_and_late_failure_keep_the_previous_build(tmp_path,
     with pytest.raises(ValueError, match=r"valid_data_dbpedia\.jsonl: the valid split has no conversations"):
         build_inspired(source, data, OPTIONS, echo=False)
     valid.write_text((source / "inspired" / "raw" / "test_data_dbpedia.jsonl").read_text())
-    monkeypatch.setattr("crslab_mscrs.data.inspired.write_item_names", lambda *a: 1 / 0)
+    monkeypatch.setattr("crslab_mscrs.data.inspired_layout.write_item_names", lambda *a: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         build_inspired(source, data, OPTIONS, echo=False)
     assert _snapshot(data) == before
@@ -180,12 +180,12 @@ def test_features_script_refuses_an_unfinished_dataset_folder_with_a_message(goo
     assert not (data / "features").exists()  # no graph built from it
 
 
-def test_features_script_set_value_that_is_not_yaml_is_a_message():
+def test_features_script_set_value_that_is_not_yaml_is_a_message(capsys):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("features_script", REPO / "data_prep" / "features.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    args = script.parse_args(["build-graphs", "--dataset", "redial", "--set", "graphs.text_knn.k=[1,"])
-    with pytest.raises(SystemExit, match=r"--set 'graphs.text_knn.k=\[1,': the value is not valid YAML"):
-        script.resolve(args)
+    code = script.main(["build-graphs", "--dataset", "redial", "--set", "graphs.text_knn.k=[1,"])
+    assert code == 2
+    assert "graphs.text_knn.k=[1,': the value is not valid YAML" in capsys.readouterr().err

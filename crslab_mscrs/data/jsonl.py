@@ -32,7 +32,7 @@ def parse_jsonl_line(path, line_no: int, line) -> Any:
     except UnicodeDecodeError as err:
         raise JsonlFormatError(path, line_no, f"UnicodeDecodeError: not UTF-8 ({err.reason})") from err
     except RecursionError as err:  # absurd nesting (e.g. 100k brackets)
-        raise JsonlFormatError(path, line_no, "nested too deeply to parse") from err
+        raise JsonlFormatError(path, line_no, "nested too deeply to parse (RecursionError)") from err
 
 
 def iter_jsonl(path, limit: Optional[int] = None,
