@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from crslab_mscrs.config import base_defaults
 from crslab_mscrs.training.checkpoint import (CHECKPOINT_VERSION, atomic_save, load_checkpoint,
                                               load_checkpoint_weights, save_run_checkpoint)
 from crslab_mscrs.training.run_state import (EpochRecord, PartialEpoch, RngState, RunCheckpoint,
@@ -15,10 +16,14 @@ from crslab_mscrs.training.settings import (BatchSettings, GenerationSettings, R
 
 
 def test_stage_settings_defaults_and_checks():
-    stage = StageSettings.from_opt({"rec": {"epoch": 2, "batch_size": 8}}, "rec")
-    assert (stage.epochs, stage.batch_size, stage.eval_batch_size) == (2, 8, 8)
+    """What a partial stage section leaves out comes from mscrs/base.yaml (the one place of defaults)."""
+    base = base_defaults("mscrs/base")
+    stage = StageSettings.from_opt({"rec": {"epoch": 2, "batch_size": 8, "optimizer": {"lr": 3e-4}}}, "rec")
+    assert (stage.epochs, stage.batch_size, stage.eval_batch_size) == (2, 8, base["rec"]["eval_batch_size"])
+    assert stage.warmup_steps == base["rec"]["warmup_steps"] != base["conv"]["warmup_steps"]
     assert stage.gradient_accumulation_steps == 1 and stage.max_batches_per_epoch is None and stage.validate
-    assert stage.optimizer.name == "AdamW" and stage.optimizer.lr == 1e-4
+    assert stage.optimizer.name == "AdamW" and stage.optimizer.lr == 3e-4
+    assert stage.optimizer.weight_decay == base["rec"]["optimizer"]["weight_decay"]
     with pytest.raises(KeyError, match="'conv:' is missing"):
         StageSettings.from_opt({}, "conv")
     with pytest.raises(KeyError, match="rec.batch_size"):
@@ -94,9 +99,10 @@ def test_every_key_the_settings_read_is_declared_for_config_validation():
     from crslab_mscrs.training import settings
     from crslab_mscrs.training.config_keys import ALL_KEYS
 
-    read = set(re.findall(r'_get\(opt, "(\w+)"', inspect.getsource(settings)))
-    read |= {name for name, _ in re.findall(r'\("(\w+)", cls\.(\w+)\)', inspect.getsource(settings.EncodingLimits))}
+    read = set(re.findall(r'_(?:get|given)\(opt, "(\w+)"', inspect.getsource(settings)))
+    read |= set(re.findall(r'"(\w+_max_length)"', inspect.getsource(settings.EncodingLimits)))
     assert {"seed", "stages", "num_beams", "context_max_length", "item_names_file"} <= read
     assert read <= ALL_KEYS | set(config.COMMON_KEYS) | {"model_name"}, read - ALL_KEYS - set(config.COMMON_KEYS)
     stage_keys = set(re.findall(r'section(?:\.get\(|\[)"(\w+)"', inspect.getsource(settings.StageSettings)))
+    stage_keys |= set(re.findall(r'_stage_get\(section, stage, "(\w+)"', inspect.getsource(settings.StageSettings)))
     assert "max_batches_per_epoch" in stage_keys and stage_keys <= config.STAGE_KEYS

@@ -1,9 +1,10 @@
-"""Every config key the MSCRS / UniCRS system and its dataloader read, with its default.
+"""Every config key the MSCRS / UniCRS system and its dataloader read.
 
 The ONE place that reads the option dict (CRSLab's ``Config`` or a plain dict) for
 :mod:`crslab_mscrs.training` and :mod:`crslab_mscrs.batches`: the other modules get frozen
-dataclasses, so a default exists once, here. Keys and their meaning: ``docs/model.md``
-("Training stages", "Config keys") and the YAML files under ``config/``.
+dataclasses. Defaults are not written here: a key an option dict leaves out takes its value
+from ``crslab_mscrs/configs/mscrs/base.yaml`` (every key, its default, its meaning; composed
+configs always hold them all). More on the keys: ``docs/model.md`` ("Training stages").
 
 - :class:`RunSettings`: run-wide keys (seed, stages, run folder, selection metric, outputs);
 - :class:`StageSettings`: one stage section (``pretrain:`` / ``rec:`` / ``conv:``), built
@@ -15,11 +16,10 @@ dataclasses, so a default exists once, here. Keys and their meaning: ``docs/mode
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from crslab_mscrs.batches.movie_mentions import DEFAULT_PLACEHOLDER
 from crslab_mscrs.config import DEPRECATED_STAGE_KEYS  # old stage key -> its new name
 
 STAGES = ("pretrain", "rec", "conv")
@@ -41,14 +41,39 @@ DATALOADER_KEYS = frozenset({
 """Top-level keys read here for the dataloader (``lm``, ``text_encoder``: model keys)."""
 
 
-def _get(opt, key: str, default=None):
-    """``opt.get`` for CRSLab's ``Config`` (``[]`` gives None for a missing key) and dicts."""
-    value = opt.get(key, default) if hasattr(opt, "get") else default
-    return default if value is None else value
+FAMILY_BASE = "mscrs/base"
+"""``crslab_mscrs/configs/mscrs/base.yaml``: every key below, its default and its meaning. The
+ONE place of the defaults: composed configs always hold every key; a partial option dict (a
+test, a notebook) gets the base's value for what it leaves out."""
+
+
+def _default(key: str, stage: Optional[str] = None):
+    from crslab_mscrs.config import base_defaults
+
+    base = base_defaults(FAMILY_BASE)
+    return (base.get(stage) or {}).get(key) if stage else base.get(key)
+
+
+def _get(opt, key: str):
+    """``opt[key]`` for CRSLab's ``Config`` (``[]`` gives None for a missing key) and dicts;
+    absent or null -> the family base's default (which may itself be null)."""
+    value = opt.get(key) if hasattr(opt, "get") else None
+    return _default(key) if value is None else value
+
+
+def _given(opt, key: str):
+    """``opt[key]`` with no default (None when absent)."""
+    return opt.get(key) if hasattr(opt, "get") else None
+
+
+def _stage_get(section: Mapping, stage: str, key: str):
+    """``<stage>.<key>``; absent or null -> the base's ``<stage>.<key>`` (``pretrain``/``rec``/``conv``)."""
+    value = section.get(key)
+    return _default(key, stage) if value is None else value
 
 
 def _positive_minutes(section: Mapping, stage: str, key: str) -> Optional[float]:
-    value = section.get(key)
+    value = section.get(key) if key in section else _default(key, stage)
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
         raise ValueError(f"config key '{stage}.{key}' must be a positive number of minutes or null, got {value!r}")
     return value
@@ -58,17 +83,18 @@ def _positive_minutes(section: Mapping, stage: str, key: str) -> Optional[float]
 class OptimizerSettings:
     """``<stage>.optimizer``: ``{name: AdamW, lr, weight_decay, ...}`` (other keys go to AdamW)."""
 
-    name: str = "AdamW"
-    lr: float = 1e-4
-    weight_decay: float = 0.0
+    name: str
+    lr: float
+    weight_decay: float
     extra: Tuple[Tuple[str, Any], ...] = ()
 
     @classmethod
-    def from_section(cls, value: Optional[Mapping]) -> "OptimizerSettings":
-        options = dict(value or {})
-        name = options.pop("name", cls.name)
-        lr = float(options.pop("lr", cls.lr))
-        weight_decay = float(options.pop("weight_decay", cls.weight_decay))
+    def from_section(cls, value: Optional[Mapping], stage: str = "rec") -> "OptimizerSettings":
+        """Keys left out of ``<stage>.optimizer`` take the base's ``<stage>.optimizer`` values."""
+        options = {**(_default("optimizer", stage) or {}), **dict(value or {})}
+        name = options.pop("name")
+        lr = float(options.pop("lr"))
+        weight_decay = float(options.pop("weight_decay"))
         extra = tuple(sorted((k, float(v) if isinstance(v, str) else v) for k, v in options.items()))
         return cls(name, lr, weight_decay, extra)
 
@@ -81,18 +107,18 @@ class StageSettings:
     epochs: int
     batch_size: int
     eval_batch_size: int
-    gradient_accumulation_steps: int = 1
-    gradient_clip: float = -1.0            # <= 0: no clipping
-    max_batches_per_epoch: Optional[int] = None   # at most this many training batches per epoch
-    time_limit_min: Optional[float] = None        # the stage ends after the batch that passes it
-    checkpoint_every_min: Optional[float] = None  # mid-epoch last.pth interval
-    validate: bool = True                  # false: no valid pass, the last epoch is chosen
-    warmup_steps: int = 0
-    optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
+    gradient_accumulation_steps: int
+    gradient_clip: float                   # <= 0: no clipping
+    max_batches_per_epoch: Optional[int]   # at most this many training batches per epoch
+    time_limit_min: Optional[float]        # the stage ends after the batch that passes it
+    checkpoint_every_min: Optional[float]  # mid-epoch last.pth interval
+    validate: bool                         # false: no valid pass, the last epoch is chosen
+    warmup_steps: int
+    optimizer: OptimizerSettings
 
     @classmethod
     def from_opt(cls, opt, stage: str) -> "StageSettings":
-        section = _get(opt, stage)
+        section = _given(opt, stage)  # a stage that runs must be configured, never defaulted whole
         if not isinstance(section, Mapping):
             raise KeyError(f"config section '{stage}:' is missing (needed because stages lists '{stage}')")
         for key in ("epoch", "batch_size"):
@@ -106,36 +132,35 @@ class StageSettings:
                 warnings.warn(f"config key '{stage}.{old}' is deprecated: it means training batches per "
                               f"epoch, call it '{stage}.{new}'", FutureWarning, stacklevel=2)
                 max_batches = section[old]
-        validate = section.get("validate", True)
+        validate = _stage_get(section, stage, "validate")
         if not isinstance(validate, bool):
             raise ValueError(f"config key '{stage}.validate' must be true or false, got {validate!r}")
         batch_size = int(section["batch_size"])
         return cls(name=stage, epochs=int(section["epoch"]), batch_size=batch_size,
-                   eval_batch_size=int(section.get("eval_batch_size") or batch_size),
-                   gradient_accumulation_steps=max(1, int(section.get("gradient_accumulation_steps") or 1)),
-                   gradient_clip=float(section.get("gradient_clip") or -1),
+                   eval_batch_size=int(_stage_get(section, stage, "eval_batch_size") or batch_size),
+                   gradient_accumulation_steps=max(1, int(_stage_get(section, stage, "gradient_accumulation_steps"))),
+                   gradient_clip=float(_stage_get(section, stage, "gradient_clip")),
                    max_batches_per_epoch=int(max_batches) if max_batches else None,
                    time_limit_min=_positive_minutes(section, stage, "time_limit_min"),
                    checkpoint_every_min=_positive_minutes(section, stage, "checkpoint_every_min"),
-                   validate=validate, warmup_steps=int(section.get("warmup_steps") or 0),
-                   optimizer=OptimizerSettings.from_section(section.get("optimizer")))
+                   validate=validate, warmup_steps=int(_stage_get(section, stage, "warmup_steps")),
+                   optimizer=OptimizerSettings.from_section(section.get("optimizer"), stage))
 
 
 @dataclass(frozen=True)
 class GenerationSettings:
     """Decoding keys of test generation and ``interact``."""
 
-    max_new_tokens: int = 50
-    num_beams: int = 1
-    do_sample: bool = False
-    top_p: Optional[float] = None
-    no_repeat_ngram_size: int = 3
+    max_new_tokens: int
+    num_beams: int
+    do_sample: bool
+    top_p: Optional[float]
+    no_repeat_ngram_size: int
 
     @classmethod
     def from_opt(cls, opt) -> "GenerationSettings":
-        return cls(int(_get(opt, "max_new_tokens", cls.max_new_tokens)), int(_get(opt, "num_beams", cls.num_beams)),
-                   bool(_get(opt, "do_sample", cls.do_sample)), _get(opt, "top_p"),
-                   int(_get(opt, "no_repeat_ngram_size", cls.no_repeat_ngram_size)))
+        return cls(int(_get(opt, "max_new_tokens")), int(_get(opt, "num_beams")), bool(_get(opt, "do_sample")),
+                   _get(opt, "top_p"), int(_get(opt, "no_repeat_ngram_size")))
 
     def as_kwargs(self) -> Dict[str, Any]:
         """Keyword arguments of ``PromptCRS.generate``."""
@@ -147,42 +172,39 @@ class GenerationSettings:
 class DemonstrationSettings:
     """Retrieved demonstrations (MSCRS section 3.6; ``use_demonstrations``)."""
 
-    enabled: bool = False
-    k: int = 3
-    max_length: int = 128
-    context_turns: int = 2
+    enabled: bool
+    k: int
+    max_length: int
+    context_turns: int
 
     @classmethod
     def from_opt(cls, opt) -> "DemonstrationSettings":
-        return cls(bool(_get(opt, "use_demonstrations", False)), int(_get(opt, "n_demonstrations", cls.k)),
-                   int(_get(opt, "demonstration_max_length", cls.max_length)),
-                   int(_get(opt, "demonstration_context_turns", cls.context_turns)))
+        return cls(bool(_get(opt, "use_demonstrations")), int(_get(opt, "n_demonstrations")),
+                   int(_get(opt, "demonstration_max_length")), int(_get(opt, "demonstration_context_turns")))
 
 
 @dataclass(frozen=True)
 class EncodingLimits:
     """Lengths in tokens (config keys of the same names)."""
 
-    context_max_length: int = 200   # LM tokens of the dialogue context (incl. the reply prompt)
-    prompt_max_length: int = 200    # text-encoder tokens of the context (incl. [CLS]/[SEP])
-    response_max_length: int = 183  # LM tokens of a response (incl. the final eos)
-    entity_max_length: int = 32     # most recent context entities
+    context_max_length: int   # LM tokens of the dialogue context (incl. the reply prompt)
+    prompt_max_length: int    # text-encoder tokens of the context (incl. [CLS]/[SEP])
+    response_max_length: int  # LM tokens of a response (incl. the final eos)
+    entity_max_length: int    # most recent context entities
 
     @classmethod
     def from_opt(cls, opt) -> "EncodingLimits":
-        return cls(*(int(_get(opt, name, default)) for name, default in
-                     (("context_max_length", cls.context_max_length), ("prompt_max_length", cls.prompt_max_length),
-                      ("response_max_length", cls.response_max_length),
-                      ("entity_max_length", cls.entity_max_length))))
+        return cls(*(int(_get(opt, name)) for name in
+                     ("context_max_length", "prompt_max_length", "response_max_length", "entity_max_length")))
 
 
 @dataclass(frozen=True)
 class BatchSettings:
     """What :class:`~crslab_mscrs.batches.dataloader.MSCRSDataLoader` reads."""
 
-    limits: EncodingLimits = field(default_factory=EncodingLimits)
-    placeholder: str = DEFAULT_PLACEHOLDER
-    dialogue_text: str = "dataset"
+    limits: EncodingLimits
+    placeholder: str
+    dialogue_text: str
     item_names_file: Optional[str] = None   # explicit ``item_names.json`` (must exist)
     dataset: Optional[str] = None
     tokenize: str = "nltk"
@@ -192,17 +214,19 @@ class BatchSettings:
 
     @classmethod
     def from_opt(cls, opt) -> "BatchSettings":
-        dialogue_text = str(_get(opt, "dialogue_text", cls.dialogue_text))
+        dialogue_text = str(_get(opt, "dialogue_text"))
         if dialogue_text not in DIALOGUE_TEXT_MODES:
             raise ValueError(f"config key 'dialogue_text' must be one of {DIALOGUE_TEXT_MODES}, "
                              f"got {dialogue_text!r}")
         tokenize = _get(opt, "tokenize")
         dataset = _get(opt, "dataset")
-        return cls(limits=EncodingLimits.from_opt(opt), placeholder=_get(opt, "movie_placeholder", DEFAULT_PLACEHOLDER),
+        return cls(limits=EncodingLimits.from_opt(opt), placeholder=_get(opt, "movie_placeholder"),
                    dialogue_text=dialogue_text, item_names_file=_get(opt, "item_names_file") or None,
                    dataset=str(dataset) if dataset else None,
                    tokenize=tokenize if isinstance(tokenize, str) and tokenize else "nltk",
-                   lm=_get(opt, "lm"), lm_gguf_file=_get(opt, "lm_gguf_file"), text_encoder=_get(opt, "text_encoder"))
+                   # the frozen models are never defaulted: the model refuses to start without them
+                   lm=_given(opt, "lm"), lm_gguf_file=_given(opt, "lm_gguf_file"),
+                   text_encoder=_given(opt, "text_encoder"))
 
     def dataset_folder(self) -> Optional[Path]:
         """``<data_root>/dataset/<dataset>/<tokenize>``, or None without a dataset."""
@@ -235,35 +259,35 @@ class RunSettings:
 
     model_name: Optional[str]
     dataset: Optional[str]
-    seed: int = 0
-    stages: Tuple[str, ...] = STAGES
-    run_dir: Path = Path("save")
-    resume: bool = False
-    bf16: bool = True
-    rec_select_metric: str = "recall@50"
-    ranking_depth: int = 100
-    placeholder: str = DEFAULT_PLACEHOLDER
-    interact_top_k: int = 3
-    rankings_out: Optional[str] = None
-    metrics_out: Optional[str] = None
-    demonstrations: DemonstrationSettings = field(default_factory=DemonstrationSettings)
+    seed: int
+    stages: Tuple[str, ...]
+    run_dir: Path
+    resume: bool
+    bf16: bool
+    rec_select_metric: str
+    ranking_depth: int
+    placeholder: str
+    interact_top_k: int
+    rankings_out: Optional[str]
+    metrics_out: Optional[str]
+    demonstrations: DemonstrationSettings
 
     @classmethod
     def from_opt(cls, opt) -> "RunSettings":
         from crslab_mscrs.training import run_folder
 
-        seed = int(_get(opt, "seed", 0))
-        stages = tuple(_get(opt, "stages", STAGES))
+        seed = int(_get(opt, "seed"))
+        stages = tuple(_get(opt, "stages"))
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise ValueError(f"config key 'stages': unknown stage(s) {unknown}; use a list of {list(STAGES)}")
         return cls(model_name=_get(opt, "model_name"), dataset=_get(opt, "dataset"), seed=seed, stages=stages,
-                   run_dir=run_folder.run_dir(opt, seed), resume=bool(_get(opt, "resume", False)),
-                   bf16=bool(_get(opt, "bf16", True)),
-                   rec_select_metric=str(_get(opt, "rec_select_metric", cls.rec_select_metric)),
-                   ranking_depth=int(_get(opt, "ranking_depth", cls.ranking_depth)),
-                   placeholder=_get(opt, "movie_placeholder", DEFAULT_PLACEHOLDER),
-                   interact_top_k=int(_get(opt, "interact_top_k", cls.interact_top_k)),
+                   run_dir=run_folder.run_dir(opt, seed), resume=bool(_get(opt, "resume")),
+                   bf16=bool(_get(opt, "bf16")),
+                   rec_select_metric=str(_get(opt, "rec_select_metric")),
+                   ranking_depth=int(_get(opt, "ranking_depth")),
+                   placeholder=_get(opt, "movie_placeholder"),
+                   interact_top_k=int(_get(opt, "interact_top_k")),
                    rankings_out=_get(opt, "rankings_out") or None, metrics_out=_get(opt, "metrics_out") or None,
                    demonstrations=DemonstrationSettings.from_opt(opt))
 
