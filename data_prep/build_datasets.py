@@ -10,8 +10,6 @@ The same command as ``crslab-mscrs build-data`` (:mod:`crslab_mscrs.commands.bui
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -22,14 +20,9 @@ DEFAULT_SOURCE = REPO_ROOT.parent / "shared" / "data"
 
 
 def main(argv=None) -> int:
-    from crslab_mscrs.commands import build_data
+    from crslab_mscrs.commands import build_data, run_as_script
 
-    if DEFAULT_SOURCE.is_dir():  # lowest precedence: --source and the config's shared_data win
-        os.environ.setdefault("CRSLAB_MSCRS_SOURCE", str(DEFAULT_SOURCE))
-
-    parser = build_data.add_arguments(argparse.ArgumentParser(description=build_data.__doc__,
-                                      formatter_class=argparse.RawDescriptionHelpFormatter))
-    return build_data.main(parser.parse_args(argv))
+    return run_as_script(build_data, argv, DEFAULT_SOURCE)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ runs it for both datasets. Without a source folder given, this script reads
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -22,14 +20,9 @@ DEFAULT_SOURCE = REPO_ROOT.parent / "shared" / "data"
 
 
 def main(argv=None) -> int:
-    from crslab_mscrs.commands import features
+    from crslab_mscrs.commands import features, run_as_script
 
-    if DEFAULT_SOURCE.is_dir():  # lowest precedence: --source and the config's shared_data win
-        os.environ.setdefault("CRSLAB_MSCRS_SOURCE", str(DEFAULT_SOURCE))
-
-    parser = features.add_arguments(argparse.ArgumentParser(description=features.__doc__,
-                                      formatter_class=argparse.RawDescriptionHelpFormatter))
-    return features.main(parser.parse_args(argv))
+    return run_as_script(features, argv, DEFAULT_SOURCE)
 
 
 if __name__ == "__main__":
