@@ -413,6 +413,16 @@ def model_config_path(config_dir: Path, model: str, dataset: str, quick: bool,
     return None
 
 
+INEXACT_RESUME = "resume is NOT exact"
+"""What a resumed MSCRS / UniCRS run logs when it cannot reproduce the uninterrupted run."""
+
+
+def inexact_resume_notes(log_path: Path) -> List[str]:
+    """The run log's reasons why a resume was not exact, as notes (none: it was exact)."""
+    text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.is_file() else ""
+    return [line[line.index(INEXACT_RESUME):].rstrip("]") for line in text.splitlines() if INEXACT_RESUME in line]
+
+
 def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespace,
               data_root: Path, out_dir: Path) -> Tuple[List[ResultRow], RunRecord]:
     record = RunRecord(model, ctx.name, str(seed))
@@ -449,6 +459,7 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
                         f"{previous.get('exit_code')} in run_stats.json)" if previous is not None else
                         f"--no-run and no rankings.jsonl + metrics.json under {run_dir}")
         return [], record
+    resuming = False
     if (args.reuse or args.no_run or args.resume) and finished:
         code = 0
         if previous is not None:
@@ -502,6 +513,8 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
         record.error = f"exit code {code}\n" + _tail((run_dir / "run.log").read_text(encoding="utf-8",
                                                                                      errors="replace"))
         return [], record
+    if resuming:
+        record.notes += inexact_resume_notes(run_dir / "run.log")
     try:
         rankings = read_rankings(rankings_path, min_length=min(MIN_RANKING_LENGTH, len(ctx.item_ids)),
                                  item_ids=ctx.item_ids)

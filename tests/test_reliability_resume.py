@@ -1,0 +1,113 @@
+"""Exact resume wherever the kill lands (issue 16, item 1): a sample run killed in epoch 0 of
+rec, in epoch 0 of conv (before either stage wrote its first checkpoint) or inside test
+generation, then resumed with ``-rs``, writes the same rankings, metrics and replies, byte
+for byte, as the run that was never killed."""
+import json
+from pathlib import Path
+
+import pytest
+
+from crslab_mscrs.cli import main
+from crslab_mscrs.training.generation import Generation
+from crslab_mscrs.training.system import MSCRSSystem
+
+REPO = Path(__file__).resolve().parents[1]
+SHORT = ["--set", "pretrain.max_batches_per_epoch=2", "--set", "rec.max_batches_per_epoch=3",
+         "--set", "conv.max_batches_per_epoch=3", "--set", "max_new_tokens=4"]
+
+
+class SimulatedKill(BaseException):
+    """What a SIGKILL leaves: the run stops between two lines, nothing is cleaned up."""
+
+
+def train(folder: Path, *flags: str) -> int:
+    """The sample config through the command line, outputs under ``folder``."""
+    return main(["--config", str(REPO / "config/mscrs/sample.yaml"), "-g", "-1", "--save-dir", str(folder / "save"),
+                 "--rankings-out", str(folder / "rankings.jsonl"), "--metrics-out", str(folder / "metrics.json"),
+                 *SHORT, *flags])
+
+
+def outputs(folder: Path) -> dict:
+    """The run's output files as bytes; ``train_seconds`` (wall clock) is left out of metrics."""
+
+    def without_seconds(value):
+        if isinstance(value, dict):
+            return {k: without_seconds(v) for k, v in value.items() if k != "train_seconds"}
+        return value
+
+    (run_dir,) = (folder / "save").iterdir()
+    metrics = without_seconds(json.loads((folder / "metrics.json").read_text()))
+    return {"rankings.jsonl": (folder / "rankings.jsonl").read_bytes(),
+            "run rankings.jsonl": (run_dir / "rankings.jsonl").read_bytes(),
+            "test_replies.jsonl": (run_dir / "test_replies.jsonl").read_bytes(),
+            "metrics.json": json.dumps(metrics, indent=2, sort_keys=True).encode()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)  # CRSLab writes ./log
+        assert train(folder) == 0
+    return folder
+
+
+def kill_at_training_batch(monkeypatch, stage: str, batch: int) -> None:
+    """Kill the run in the middle of training batch number ``batch`` of ``stage``."""
+    original, seen = MSCRSSystem.step, []
+
+    def step(self, data, step_stage, mode):
+        if step_stage == stage and mode == "train":
+            seen.append(1)
+            if len(seen) == batch:
+                raise SimulatedKill(f"{stage} batch {batch}")
+        return original(self, data, step_stage, mode)
+
+    monkeypatch.setattr(MSCRSSystem, "step", step)
+
+
+def kill_after_generated_batches(monkeypatch, n_batches: int) -> None:
+    seen = []
+
+    def saved(self, n_done):
+        seen.append(n_done)
+        if len(seen) == n_batches:
+            raise SimulatedKill(f"test generation after {n_done} replies")
+
+    monkeypatch.setattr(Generation, "on_replies_saved", saved)
+
+
+@pytest.mark.parametrize("where", ["rec epoch 0", "conv epoch 0", "test generation"])
+def test_a_run_killed_anywhere_resumes_to_the_uninterrupted_outputs(where, uninterrupted, tmp_path, monkeypatch,
+                                                                   capfd):
+    monkeypatch.chdir(tmp_path)
+    with monkeypatch.context() as patch:
+        if where == "test generation":
+            kill_after_generated_batches(patch, 2)
+        else:
+            kill_at_training_batch(patch, where.split()[0], 2)  # before the stage's first checkpoint
+        with pytest.raises(SimulatedKill):
+            train(tmp_path)
+    assert train(tmp_path, "-rs") == 0
+    log = capfd.readouterr().err
+    assert "[Resuming " in log and "resume is exact" in log
+    resumed = outputs(tmp_path)
+    for name, expected in outputs(uninterrupted).items():
+        assert resumed[name] == expected, f"{name} differs after a kill in {where}"
+
+
+def test_a_resume_that_cannot_be_exact_says_so(uninterrupted, tmp_path, monkeypatch, capfd):
+    """``last.pth`` written on a GPU, resumed on this CPU: the log says the resume is NOT exact."""
+    import shutil
+
+    from crslab_mscrs.training.checkpoint import load_checkpoint, save_run_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(uninterrupted / "save", tmp_path / "save")
+    (last,) = (tmp_path / "save").glob("*/last.pth")
+    checkpoint = load_checkpoint(last)
+    checkpoint.device = "cuda"
+    save_run_checkpoint(checkpoint, last)
+    assert train(tmp_path, "-rs") == 0
+    log = capfd.readouterr().err
+    assert "resume is NOT exact: written on cuda, resumed on cpu" in log and "resume is exact" not in log
