@@ -111,3 +111,22 @@ def test_a_resume_that_cannot_be_exact_says_so(uninterrupted, tmp_path, monkeypa
     assert train(tmp_path, "-rs") == 0
     log = capfd.readouterr().err
     assert "resume is NOT exact: written on cuda, resumed on cpu" in log and "resume is exact" not in log
+
+
+def test_a_truncated_last_checkpoint_falls_back_to_the_previous_one(uninterrupted, tmp_path, monkeypatch, capfd):
+    """``last.pth`` cut in half (a full disk): the resume says so, goes on from ``last.prev.pth``
+    and still ends with the uninterrupted run's outputs."""
+    monkeypatch.chdir(tmp_path)
+    with monkeypatch.context() as patch:
+        kill_at_training_batch(patch, "conv", 2)
+        with pytest.raises(SimulatedKill):
+            train(tmp_path)
+    (last,) = (tmp_path / "save").glob("*/last.pth")
+    assert (last.parent / "last.prev.pth").is_file()
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    assert train(tmp_path, "-rs") == 0
+    log = capfd.readouterr().err
+    assert f"{last} is unreadable" in log and f"resuming from the previous checkpoint {last.parent / 'last.prev.pth'}" in log
+    assert (last.parent / "last.unreadable.pth").is_file()  # kept for a look, never made last.prev.pth
+    for name, expected in outputs(uninterrupted).items():
+        assert outputs(tmp_path)[name] == expected, name

@@ -127,7 +127,7 @@ def test_rec_checkpoint_is_chosen_on_valid_and_used_for_test(env, full_run):
     rec = full_run.results["rec"]
     history = [h["valid"] for h in rec["valid_history"]]
     assert rec["chosen_epoch"] == history.index(max(history))
-    best = torch.load(full_run.system.run_dir / "rec_best.pth", weights_only=False)
+    best = torch.load(full_run.system.run_dir / "rec_best.pth", weights_only=True)
     assert best["epoch"] == rec["chosen_epoch"]
     # the reported test metrics are those of the chosen weights
     system = full_run.system

@@ -17,6 +17,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from loguru import logger
 
+from crslab_mscrs.atomic_files import write_text_atomic
+
 TurnKey = Tuple[str, int]
 
 
@@ -53,17 +55,13 @@ class RunOutputs:
     def write_replies(self, replies: List[dict]) -> Path:
         """``test_replies.jsonl``: one generated reply per test recommender turn."""
         path = self.run_dir / "test_replies.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as handle:
-            for reply in replies:
-                handle.write(json.dumps(reply) + "\n")
+        write_text_atomic(path, "".join(json.dumps(reply) + "\n" for reply in replies))
         return path
 
 
 def write_metrics_file(path, metrics: dict) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(_jsonable(metrics), indent=2, sort_keys=True) + "\n")
     logger.info(f"[Wrote metrics to {path}]")
 
 

@@ -30,6 +30,7 @@ from crslab_mscrs.training.generation import Generation
 from crslab_mscrs.training.loop import TrainingLoop
 from crslab_mscrs.training import run_folder
 from crslab_mscrs.training.outputs import RunOutputs
+from crslab_mscrs.training.run_lock import RunLock
 from crslab_mscrs.training.settings import STAGES, RunSettings
 from crslab_mscrs.training.validation import Evaluation
 
@@ -147,7 +148,9 @@ class MSCRSSystem(BaseSystem):
         return output
 
     def fit(self):
-        return self.loop.fit()
+        """Train and test every stage, holding the run folder's lock (:mod:`.run_lock`)."""
+        with RunLock(self.run_dir):
+            return self.loop.fit()
 
     def interact(self, stdin: Optional[TextIO] = None, stdout: Optional[TextIO] = None,
                  top_k: Optional[int] = None):
