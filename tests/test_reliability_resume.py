@@ -130,3 +130,35 @@ def test_a_truncated_last_checkpoint_falls_back_to_the_previous_one(uninterrupte
     assert (last.parent / "last.unreadable.pth").is_file()  # kept for a look, never made last.prev.pth
     for name, expected in outputs(uninterrupted).items():
         assert outputs(tmp_path)[name] == expected, name
+
+
+def test_the_benchmark_harness_reports_an_inexact_resume(tmp_path, monkeypatch):
+    """``--resume`` of a run that logs "resume is NOT exact" is not reported as a plain resume."""
+    from test_eval_benchmark import N_ITEMS, harness, make_tiny_dataset
+
+    root = make_tiny_dataset(tmp_path / "data")
+    (tmp_path / "configs" / "mscrs").mkdir(parents=True)
+    (tmp_path / "configs" / "mscrs" / "redial.yaml").write_text("dataset: ReDial\ntokenize: nltk\nmodel: MSCRS\n")
+    out = tmp_path / "results"
+    run_dir = out / "runs" / "mscrs" / "redial" / "seed0"
+
+    def fake_run(cmd, log_path, timeout, append=False):
+        with open(log_path, "a" if append else "w") as log:
+            if not append:  # killed
+                return -9, 1.0, 1.0
+            log.write("WARNING | [Resuming save/x: finished stages ['pretrain'], between stages; resume is NOT exact: "
+                      "written on cuda, resumed on cpu (other kernels and random streams)]\n")
+        with open(run_dir / "rankings.jsonl", "w") as f:
+            for conv_id, turn in (("t1", 1), ("t1", 3), ("t2", 1), ("t2", 3)):
+                f.write(json.dumps({"conv_id": conv_id, "turn_index": turn, "ranked_items": list(range(N_ITEMS))[:100]})
+                        + "\n")
+        (run_dir / "metrics.json").write_text(json.dumps({"stages": {}}))
+        return 0, 1.0, 1.0
+
+    monkeypatch.setattr(harness, "run_subprocess", fake_run)
+    args = ["--models", "mscrs", "--datasets", "redial", "--data-root", str(root), "--out", str(out), "--seeds", "0",
+            "--config-dir", str(tmp_path / "configs"), "--shared-data", str(tmp_path / "none")]
+    assert harness.main(args) == 1
+    assert harness.main(args + ["--resume"]) == 0
+    (run,) = json.loads((out / "runs.json").read_text())
+    assert "resume is NOT exact: written on cuda, resumed on cpu (other kernels and random streams)" in run["notes"]
