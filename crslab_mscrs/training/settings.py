@@ -30,6 +30,7 @@ fallback to ids) or ``ids`` (CRSLab's word ids, detokenised: the old behaviour).
 
 SYSTEM_KEYS = frozenset({
     "stages", "run_name", "resume", "bf16", "rec_select_metric", "ranking_depth", "interact_top_k",  # RunSettings
+    "allow_untrained",                                                                               # RunSettings
     "max_new_tokens", "num_beams", "do_sample", "top_p", "no_repeat_ngram_size",                    # GenerationSettings
     "n_demonstrations", "demonstration_max_length", "demonstration_context_turns",                  # DemonstrationSettings
 })
@@ -244,6 +245,7 @@ class RunSettings:
     ranking_depth: int = 100
     placeholder: str = DEFAULT_PLACEHOLDER
     interact_top_k: int = 3
+    allow_untrained: bool = False    # interactive mode may chat without conv_best.pth
     rankings_out: Optional[str] = None
     metrics_out: Optional[str] = None
     demonstrations: DemonstrationSettings = field(default_factory=DemonstrationSettings)
@@ -264,6 +266,7 @@ class RunSettings:
                    ranking_depth=int(_get(opt, "ranking_depth", cls.ranking_depth)),
                    placeholder=_get(opt, "movie_placeholder", DEFAULT_PLACEHOLDER),
                    interact_top_k=int(_get(opt, "interact_top_k", cls.interact_top_k)),
+                   allow_untrained=bool(_get(opt, "allow_untrained", False)),
                    rankings_out=_get(opt, "rankings_out") or None, metrics_out=_get(opt, "metrics_out") or None,
                    demonstrations=DemonstrationSettings.from_opt(opt))
 

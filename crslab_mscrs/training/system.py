@@ -153,8 +153,8 @@ class MSCRSSystem(BaseSystem):
             return self.loop.fit()
 
     def interact(self, stdin: Optional[TextIO] = None, stdout: Optional[TextIO] = None,
-                 top_k: Optional[int] = None):
-        """Chat on stdin/stdout (:func:`.chat.chat`)."""
+                 top_k: Optional[int] = None, stderr: Optional[TextIO] = None):
+        """Chat on stdin/stdout, messages on stderr (:func:`.chat.chat`)."""
         from crslab_mscrs.training.chat import chat
 
-        return chat(self, stdin, stdout, top_k)
+        return chat(self, stdin, stdout, top_k, stderr)
