@@ -6,6 +6,7 @@ the PID) while that process lives. A lock left by a process that no longer runs 
 machine rebooted; or its PID now belongs to a process started later) is stale: it is taken
 over, with a warning. A lock from another host cannot be checked and is refused; the message
 says to delete it if that run is gone. In a distributed run only rank 0 locks (``RANK``).
+Training (``MSCRSSystem.fit``) holds the lock; interactive mode only reads the folder.
 """
 from __future__ import annotations
 
