@@ -162,3 +162,15 @@ def test_the_benchmark_harness_reports_an_inexact_resume(tmp_path, monkeypatch):
     assert harness.main(args + ["--resume"]) == 0
     (run,) = json.loads((out / "runs.json").read_text())
     assert "resume is NOT exact: written on cuda, resumed on cpu (other kernels and random streams)" in run["notes"]
+
+
+def test_a_time_bounded_stage_makes_the_resume_inexact():
+    """A stage with ``time_limit_min`` trains as many batches as the wall clock allows."""
+    import torch
+
+    from crslab_mscrs.training.run_state import RngState, RunCheckpoint
+
+    checkpoint = RunCheckpoint(["pretrain"], None, {"w": torch.zeros(1)}, None, None, 0, RngState.capture(), {}, "cpu")
+    assert checkpoint.inexact_reasons("cpu") == []
+    (reason,) = checkpoint.inexact_reasons("cpu", ["rec"])
+    assert reason.startswith("stage(s) rec bounded by time_limit_min")

@@ -88,7 +88,9 @@ class TrainingLoop:
         if checkpoint.current is None:  # between stages: the next stage starts from this random state
             checkpoint.rng.restore()
             self.global_step = checkpoint.global_step
-        reasons = checkpoint.inexact_reasons(system.device.type)
+        timed = [stage for stage in system.settings.stages if stage not in checkpoint.completed
+                 and StageSettings.from_opt(system.opt, stage).time_limit_min]
+        reasons = checkpoint.inexact_reasons(system.device.type, timed)
         if reasons:
             logger.warning(f"[Resuming {system.run_dir}: {checkpoint.describe()}; resume is NOT exact: "
                            f"{'; '.join(reasons)}]")

@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from loguru import logger
 
-from crslab_mscrs.atomic_files import write_text_atomic
+from crslab_mscrs.atomic_files import replacing, write_text_atomic
 
 TurnKey = Tuple[str, int]
 
@@ -42,8 +42,8 @@ class RunOutputs:
         """A resumed run whose rec stage finished earlier still delivers ``rankings_out``."""
         source, target = self.run_dir / "rankings.jsonl", self.settings.rankings_out
         if target and source.is_file() and not Path(target).is_file():
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+            with replacing(target) as tmp:
+                shutil.copyfile(source, tmp)
 
     def write_metrics(self, results: Dict[str, dict]) -> None:
         metrics = {"model": self.settings.model_name, "dataset": self.settings.dataset, "seed": self.settings.seed,

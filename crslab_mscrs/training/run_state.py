@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -151,16 +151,18 @@ class RunCheckpoint:
         return (f"finished stages {self.completed}, "
                 + (self.current.describe() if self.current is not None else "between stages"))
 
-    def inexact_reasons(self, device: str) -> List[str]:
-        """Why resuming on ``device`` (a device type) cannot give the uninterrupted run's results."""
+    def inexact_reasons(self, device: str, timed_stages: Sequence[str] = ()) -> List[str]:
+        """Why resuming on ``device`` (a device type) cannot give the uninterrupted run's results;
+        ``timed_stages``: stages still to train that have a ``time_limit_min``."""
         reasons = []
         if self.device and self.device != device:
             reasons.append(f"written on {self.device}, resumed on {device} (other kernels and random streams)")
         n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if self.rng.cuda and len(self.rng.cuda) != n_cuda:
             reasons.append(f"saved the random state of {len(self.rng.cuda)} CUDA device(s), {n_cuda} visible now")
-        if self.current is not None and any(r.time_limit_reached for r in self.current.history):
-            reasons.append(f"stage {self.current.stage} was cut by its time_limit_min (a wall-clock limit)")
+        if timed_stages:
+            reasons.append(f"stage(s) {', '.join(timed_stages)} bounded by time_limit_min: how many batches they "
+                           "train depends on the wall clock (and a resumed stage starts a new time budget)")
         return reasons
 
     def to_plain(self) -> dict:
