@@ -174,3 +174,42 @@ def test_a_time_bounded_stage_makes_the_resume_inexact():
     assert checkpoint.inexact_reasons("cpu") == []
     (reason,) = checkpoint.inexact_reasons("cpu", ["rec"])
     assert reason.startswith("stage(s) rec bounded by time_limit_min")
+
+
+SIGKILL_AT_REC_BATCH_2 = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from crslab_mscrs.cli import main
+from crslab_mscrs.training.system import MSCRSSystem
+original, seen = MSCRSSystem.step, []
+def step(self, data, stage, mode):
+    if stage == "rec" and mode == "train":
+        seen.append(1)
+        if len(seen) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup at all: the lock stays behind
+    return original(self, data, stage, mode)
+MSCRSSystem.step = step
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_process_killed_with_sigkill_resumes_exactly_and_takes_over_its_stale_lock(uninterrupted, tmp_path,
+                                                                                     monkeypatch, capfd):
+    import subprocess
+    import sys
+
+    flags = ["--config", str(REPO / "config/mscrs/sample.yaml"), "-g", "-1", "--save-dir", str(tmp_path / "save"),
+             "--rankings-out", str(tmp_path / "rankings.jsonl"), "--metrics-out", str(tmp_path / "metrics.json"),
+             *SHORT]
+    killed = subprocess.run([sys.executable, "-c", SIGKILL_AT_REC_BATCH_2, str(REPO), *flags], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    (lock,) = (tmp_path / "save").glob("*/run.lock")
+    dead_pid = json.loads(lock.read_text())["pid"]
+    monkeypatch.chdir(tmp_path)
+    assert train(tmp_path, "-rs") == 0
+    log = capfd.readouterr().err
+    assert f"stale lock of process {dead_pid}" in log and "resume is exact" in log
+    assert not lock.exists()
+    for name, expected in outputs(uninterrupted).items():
+        assert outputs(tmp_path)[name] == expected, name
