@@ -10,7 +10,9 @@ Baselines (naive, popularity) are deterministic and run in-process once. Every o
 runs as ``python run_crslab.py --config <config-dir>/<model>/<dataset>.yaml --seed S
 --data-root ROOT --rankings-out F --metrics-out M`` in a subprocess; its wall time and peak
 RSS (``os.wait4`` rusage of that child, which includes its waited-for children) are
-recorded. A run that fails is recorded with its error tail and the rest continue.
+recorded. A run that fails is recorded with its error tail and the rest continue. On Linux a
+run dies with the harness (``PR_SET_PDEATHSIG``), and no run starts on a checkpoint folder
+that a live process still holds (``run.lock``, :mod:`crslab_mscrs.training.run_lock`).
 
 Outputs in ``--out`` (default ``results/<UTC timestamp>/``): ``results.csv``
 (model, dataset, protocol, metric, seed, value), ``results.md`` (mean ± std over seeds,
@@ -46,6 +48,7 @@ from crslab_mscrs.evaluation.report import (RANKING_PROTOCOLS, ResultRow, RunRec
                                             plot_recall_bars, render_markdown, write_results_csv)
 from crslab_mscrs.evaluation.run_stats import RUN_STATS_FILE, command_overrides, read_run_stats  # noqa: E402
 from crslab_mscrs.evaluation.user_metrics import user_metrics  # noqa: E402
+from crslab_mscrs.training.run_lock import live_owner  # noqa: E402
 
 MODELS = ("naive", "popularity", "kbrd", "kgsf", "unicrs", "mscrs")
 RESUMABLE_MODELS = ("unicrs", "mscrs")  # checkpoint every epoch and journal test generation
@@ -325,6 +328,23 @@ def recipe_changes(previous_cmd: Sequence[str], cmd: Sequence[str]) -> List[str]
             if before.get(flag) != now.get(flag)]
 
 
+def die_with_parent(parent_pid: int):
+    """A ``preexec_fn``: on Linux the child gets SIGKILL when the harness dies (``prctl
+    PR_SET_PDEATHSIG``), so a killed harness leaves no run behind; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def preexec() -> None:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent_pid:  # the harness died before the call: go too
+            os._exit(1)
+
+    return preexec
+
+
 def run_subprocess(cmd: List[str], log_path: Path, timeout: Optional[float], append: bool = False
                    ) -> Tuple[int, float, Optional[float]]:
     """Run ``cmd`` with output to ``log_path`` (added to its end with ``append``); returns
@@ -335,7 +355,8 @@ def run_subprocess(cmd: List[str], log_path: Path, timeout: Optional[float], app
         if append:
             log.write(f"\n[run_benchmark] resumed: {' '.join(cmd)}\n")
             log.flush()
-        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                                   preexec_fn=die_with_parent(os.getpid()))
         deadline = None if timeout is None else started + timeout
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -413,6 +434,16 @@ def model_config_path(config_dir: Path, model: str, dataset: str, quick: bool,
     return None
 
 
+INEXACT_RESUME = "resume is NOT exact"
+"""What a resumed MSCRS / UniCRS run logs when it cannot reproduce the uninterrupted run."""
+
+
+def inexact_resume_notes(log_path: Path) -> List[str]:
+    """The run log's reasons why a resume was not exact, as notes (none: it was exact)."""
+    text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.is_file() else ""
+    return [line[line.index(INEXACT_RESUME):].rstrip("]") for line in text.splitlines() if INEXACT_RESUME in line]
+
+
 def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespace,
               data_root: Path, out_dir: Path) -> Tuple[List[ResultRow], RunRecord]:
     record = RunRecord(model, ctx.name, str(seed))
@@ -449,6 +480,7 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
                         f"{previous.get('exit_code')} in run_stats.json)" if previous is not None else
                         f"--no-run and no rankings.jsonl + metrics.json under {run_dir}")
         return [], record
+    resuming = False
     if (args.reuse or args.no_run or args.resume) and finished:
         code = 0
         if previous is not None:
@@ -461,6 +493,13 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
         else:
             record.notes.append("reused an earlier run's outputs (wall time / memory not measured here)")
     else:
+        holder = next((owner for folder in sorted((run_dir / CHECKPOINT_DIR).glob("*"))
+                       if (owner := live_owner(folder)) is not None), None)
+        if holder is not None:
+            record.status = "failed"
+            record.error = (f"{run_dir / CHECKPOINT_DIR} is still in use by {holder.describe()} (a run left "
+                            f"behind by an earlier harness?): stop it or let it finish, then run again")
+            return [], record
         previous = previous if args.resume else None
         # a harness killed with its run (Ctrl-C, reboot) leaves the record it wrote at the start
         # (exit code null), or none at all when it predates that record: the checkpoints tell
@@ -502,6 +541,8 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
         record.error = f"exit code {code}\n" + _tail((run_dir / "run.log").read_text(encoding="utf-8",
                                                                                      errors="replace"))
         return [], record
+    if resuming:
+        record.notes += inexact_resume_notes(run_dir / "run.log")
     try:
         rankings = read_rankings(rankings_path, min_length=min(MIN_RANKING_LENGTH, len(ctx.item_ids)),
                                  item_ids=ctx.item_ids)

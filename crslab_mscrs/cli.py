@@ -210,10 +210,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     from crslab_mscrs.model.loading import ModelLoadError
     from crslab_mscrs.prerequisites import MissingPrerequisite
     from crslab_mscrs.graphs.storage import StaleArtifactError
+    from crslab_mscrs.training.checkpoint import CheckpointError
+    from crslab_mscrs.training.run_lock import RunFolderLocked
 
     try:
         metrics = run(args)
-    except (ConfigError, ModelLoadError, MissingPrerequisite, StaleArtifactError) as err:
+    except (ConfigError, ModelLoadError, MissingPrerequisite, StaleArtifactError, CheckpointError,
+            RunFolderLocked) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if metrics:

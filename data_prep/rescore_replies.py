@@ -44,9 +44,9 @@ def refill(path: Path, item_names) -> str:
     from crslab_mscrs.training.outputs import generation_metrics
 
     rows, changed, kept = refill_replies(read_jsonl(path), item_names, DEFAULT_PLACEHOLDER)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    tmp.replace(path)
+    from crslab_mscrs.atomic_files import write_text_atomic
+
+    write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
     generation = generation_metrics([r["reply"] for r in rows], [r["reference"] for r in rows],
                                     [r["n_slots"] > 0 for r in rows], None, None)
     return (f"{path}: {len(rows)} rows, {changed} replies changed, {kept} kept (more slots than stored items); "

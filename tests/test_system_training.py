@@ -127,7 +127,7 @@ def test_rec_checkpoint_is_chosen_on_valid_and_used_for_test(env, full_run):
     rec = full_run.results["rec"]
     history = [h["valid"] for h in rec["valid_history"]]
     assert rec["chosen_epoch"] == history.index(max(history))
-    best = torch.load(full_run.system.run_dir / "rec_best.pth", weights_only=False)
+    best = torch.load(full_run.system.run_dir / "rec_best.pth", weights_only=True)
     assert best["epoch"] == rec["chosen_epoch"]
     # the reported test metrics are those of the chosen weights
     system = full_run.system
@@ -245,16 +245,17 @@ def test_checkpoint_interval_must_be_a_positive_number(env):
 
 
 def test_interact_answers_a_scripted_user(full_run):
-    out = io.StringIO()
+    out, err = io.StringIO(), io.StringIO()
     full_run.system.interact(stdin=io.StringIO("hi i like horror movies\n\nhave you seen Red River?\n[EXIT]\nignored\n"),
-                             stdout=out, top_k=2)
+                             stdout=out, top_k=2, stderr=err)
     lines = out.getvalue().splitlines()
     replies = [line for line in lines if line.startswith("System: ")]
     recommended = [line for line in lines if line.startswith("Recommended: ")]
     assert len(replies) == 2 and len(recommended) == 2
     assert all(len(line.split("; ")) == 2 for line in recommended)
     assert all("<movie>" not in line for line in replies)
-    assert lines[0].startswith("Loaded ") and "conv_best.pth" in lines[0]  # says which checkpoint it chats with
+    assert err.getvalue().startswith("Loaded ") and "conv_best.pth" in err.getvalue()  # which checkpoint, on stderr
+    assert all(line.startswith(("You: ", "System: ", "Recommended: ")) for line in lines)  # stdout: the dialogue
     assert "You: hi i like horror movies" in lines  # the prompt (piped input is echoed after it)
 
 

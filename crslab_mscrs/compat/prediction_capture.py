@@ -168,9 +168,9 @@ def rescore_replies(metrics_path, item_names) -> dict:
     payload = json.loads(metrics_path.read_text(encoding="utf-8"))
     generation = generation_summary(replies, item_names)
     payload["stages"] = {"conv": {"test": {"generation": generation}}}
-    tmp = metrics_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-    tmp.replace(metrics_path)
+    from crslab_mscrs.atomic_files import write_text_atomic
+
+    write_text_atomic(metrics_path, json.dumps(payload, indent=2))
     return generation
 
 

@@ -151,11 +151,11 @@ def write_rankings(path: Union[str, Path], records: Iterable[RankingRecord],
                    min_length: int = MIN_RANKING_LENGTH) -> int:
     """Write records as ``rankings.jsonl`` (validating each, one line per turn), atomically;
     returns the number written."""
+    from crslab_mscrs.atomic_files import replacing
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     count, first_line = 0, {}
-    with tmp.open("w", encoding="utf-8") as handle:
+    with replacing(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
         for count, record in enumerate(records, start=1):
             line = record.to_json()
             where = f"{path}:{count} (while writing)"
@@ -164,7 +164,6 @@ def write_rankings(path: Union[str, Path], records: Iterable[RankingRecord],
                 raise RankingsFormatError(f"{where}: turn {record.key} already ranked at line {first_line[record.key]}")
             first_line[record.key] = count
             handle.write(line + "\n")
-    tmp.replace(path)
     return count
 
 

@@ -223,16 +223,14 @@ def get_describer(backend: str, **options) -> Describer:
 
 def save_descriptions(descriptions: dict, catalogue_items: Sequence[Item], path, describer: Describer) -> None:
     """Write ``{"item_id", "title", "description", "backend"}`` JSONL in item order (atomic rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    from crslab_mscrs.atomic_files import replacing
+
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for item in catalogue_items:
             if item.item_id in descriptions:
                 handle.write(json.dumps({"item_id": item.item_id, "title": item.title,
                                          "description": descriptions[item.item_id],
                                          "backend": describer.name}, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def load_descriptions(path) -> dict:

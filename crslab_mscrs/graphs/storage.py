@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 from pathlib import Path
 from typing import Mapping, Optional
 
 import torch
 from loguru import logger
 
+from crslab_mscrs.atomic_files import replacing
 from crslab_mscrs.features.hashing import compare_hashes, hash_inputs, sha256_file
 from crslab_mscrs.graphs.cooccurrence import Graph
 
@@ -43,10 +43,8 @@ class StaleArtifactError(RuntimeError):
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def read_manifest(folder) -> dict:
@@ -63,10 +61,8 @@ def update_manifest(folder, file_name: str, entry: dict) -> None:
     folder = Path(folder)
     manifest = read_manifest(folder)
     manifest[file_name] = entry
-    tmp = folder / (MANIFEST_NAME + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with replacing(folder / MANIFEST_NAME) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         json.dump(manifest, handle, indent=2, sort_keys=True, ensure_ascii=False)
-    os.replace(tmp, folder / MANIFEST_NAME)
 
 
 def _entry(path: Path, kind: str, inputs: Optional[Mapping], parameters: Optional[dict], encoder: Optional[dict],

@@ -6,6 +6,9 @@ Each user line is linked to KG entities with the linker the dataset builder used
 ``item_names.json`` names; the reply is generated with the conversation stage's chosen
 weights (``conv_best.pth``), its ``<movie>`` slots filled with the names of the
 recommender's top items (``rec_best.pth``), and the top-k items are listed.
+
+Without ``conv_best.pth`` it refuses to chat (random weights answer nonsense) unless the config
+says ``allow_untrained: true``. The dialogue goes to stdout; what it loaded and warnings to stderr.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import torch
 
 from crslab_mscrs.batches.text import turn_text
 from crslab_mscrs.data.entity_linking import item_name_linker, kg_linker, link_typed_text
+from crslab_mscrs.prerequisites import MissingPrerequisite
 from crslab_mscrs.training.checkpoint import load_checkpoint_weights, load_trainable_state, temporary_weights
 from crslab_mscrs.training.generation import SLOT_CANDIDATES, fill_reply
 from crslab_mscrs.training.settings import BatchSettings, GenerationSettings
@@ -55,18 +59,24 @@ def dataset_subkg(opt) -> dict:
 
 @torch.no_grad()
 def chat(system, stdin: Optional[TextIO] = None, stdout: Optional[TextIO] = None,
-         top_k: Optional[int] = None) -> List[str]:
+         top_k: Optional[int] = None, stderr: Optional[TextIO] = None) -> List[str]:
     """Chat on stdin/stdout: each user line gets a generated reply (``<movie>`` filled) and
-    the top-k recommended items. ``[EXIT]`` or end of input stops. Returns the dialogue."""
-    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    the top-k recommended items. ``[EXIT]`` or end of input stops. Returns the dialogue.
+    Raises :class:`MissingPrerequisite` without ``conv_best.pth`` unless ``allow_untrained``."""
+    stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     top_k = int(top_k or system.settings.interact_top_k)
     conv_weights = system.run_dir / "conv_best.pth"
     final = load_checkpoint_weights(conv_weights)
     if final is not None:
         load_trainable_state(system.net, final, str(conv_weights))
-        print(f"Loaded {conv_weights} (recommendations: {system.run_dir / 'rec_best.pth'}).", file=stdout)
+        print(f"Loaded {conv_weights} (recommendations: {system.run_dir / 'rec_best.pth'}).", file=stderr)
+    elif not system.settings.allow_untrained:
+        raise MissingPrerequisite(f"no trained model to chat with: {conv_weights} does not exist. Train this config "
+                                  "first (the same command without -i), or set allow_untrained: true "
+                                  "(--set allow_untrained=true) to chat with random weights")
     else:
-        print(f"No checkpoint {conv_weights}: chatting with UNTRAINED weights.", file=stdout)
+        print(f"No checkpoint {conv_weights}: chatting with UNTRAINED weights (allow_untrained: true).",
+              file=stderr)
     system.model.eval()
     linker = UserLinker(system.vocab.get("entity2id", {}), system.item_ids.tolist(), system.item_names,
                         dataset_subkg(system.opt))
@@ -74,7 +84,7 @@ def chat(system, stdin: Optional[TextIO] = None, stdout: Optional[TextIO] = None
     placeholder = system.settings.placeholder
     context: List[str] = []
     entities: List[int] = []
-    print("Enter [EXIT] to quit.", file=stdout, flush=True)
+    print("Enter [EXIT] to quit.", file=stderr, flush=True)
 
     def read_line() -> str:  # a visible prompt; piped input is echoed so transcripts read well
         print("You: ", end="", file=stdout, flush=True)

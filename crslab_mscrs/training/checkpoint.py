@@ -7,6 +7,8 @@ Layout of ``<save_dir>/<run_name>/``:
   the epoch's start, which draws its batch order) and after every finished stage:
   trainable model weights, optimizer, LR scheduler, Python/NumPy/torch RNG states, the
   stage progress (epoch, best validation value) and the results so far;
+- ``last.prev.pth``: the ``last.pth`` before the latest one, kept for when ``last.pth`` is
+  unreadable (truncated, a disk that filled up): the resume falls back to it and says so;
 - ``<stage>_best.pth``: trainable weights of the epoch chosen on the validation split;
 - ``rankings.jsonl`` / ``metrics.json``: test outputs (copies of ``rankings_out`` /
   ``metrics_out``);
@@ -17,22 +19,38 @@ Only weights that train are stored: the frozen LM and text encoder are rebuilt f
 their spec, which keeps checkpoints small. ``last.pth`` holds a
 :class:`~crslab_mscrs.training.run_state.RunCheckpoint` as plain types and tensors (version
 2; version 1 kept NumPy RNG arrays and is refused with a message), so it loads with
-``torch.load(weights_only=True)``.
+``torch.load(weights_only=True)``. Every checkpoint is opened that way: a file that holds
+other Python objects (which an unpickler would run code to rebuild) is refused with a
+:class:`CheckpointError` naming it.
 """
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+import pickle
 import random
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
 import torch
 
+from loguru import logger
+
+from crslab_mscrs.atomic_files import replacing
 from crslab_mscrs.training.run_state import RunCheckpoint
 
 CHECKPOINT_VERSION = 2
+PREVIOUS_SUFFIX = ".prev"
+"""``last.pth`` -> ``last.prev.pth``: the run checkpoint before the latest."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is refused (could run code, other version) or unreadable; names the file."""
+
+    def __init__(self, path: Path, reason: str, unreadable: bool = False):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.unreadable = Path(path), unreadable
 
 
 def frozen_parameter_names(model: torch.nn.Module) -> set:
@@ -69,17 +87,25 @@ def seed_everything(seed: int) -> None:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a kill never leaves half a file."""
+    """``torch.save`` to a uniquely named temporary file, then rename: a kill never leaves half a file."""
+    with replacing(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def previous_path(path: Path) -> Path:
+    """``last.pth`` -> ``last.prev.pth``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    return path.with_name(path.stem + PREVIOUS_SUFFIX + path.suffix)
 
 
 def save_run_checkpoint(checkpoint: RunCheckpoint, path: Path) -> None:
-    """Write ``last.pth`` (atomically)."""
-    atomic_save({"version": CHECKPOINT_VERSION, **checkpoint.to_plain()}, path)
+    """Write ``last.pth`` atomically; the ``last.pth`` it replaces becomes ``last.prev.pth``
+    (a kill between the two renames leaves ``last.prev.pth`` alone, which :func:`load_checkpoint` reads)."""
+    path = Path(path)
+    with replacing(path) as tmp:
+        torch.save({"version": CHECKPOINT_VERSION, **checkpoint.to_plain()}, tmp)
+        if path.is_file():
+            os.replace(path, previous_path(path))
 
 
 WEIGHTS_VERSIONS = (1, CHECKPOINT_VERSION)
@@ -87,25 +113,48 @@ WEIGHTS_VERSIONS = (1, CHECKPOINT_VERSION)
 
 
 def _load_versioned(path: Path, versions=(CHECKPOINT_VERSION,)) -> dict:
+    """``torch.load(weights_only=True)`` of a checkpoint of one of ``versions``, else a :class:`CheckpointError`."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # an older file holds NumPy arrays, refused by weights_only
-        raise RuntimeError(f"{path}: not a checkpoint of version {CHECKPOINT_VERSION} (written by an older "
-                           f"crslab-mscrs, or not ours: {type(err).__name__}); start a new run or use "
-                           "another run_name") from err
+    except pickle.UnpicklingError as err:  # weights_only refused an object: never unpickled
+        detail = str(err).strip().splitlines()
+        raise CheckpointError(path, f"not a checkpoint of version {CHECKPOINT_VERSION}: refused to open it, it holds "
+                              "Python objects other than tensors and plain types, which unpickling could turn into "
+                              "running code (a version-1 file of an older crslab-mscrs, or a file that is not ours; "
+                              f"torch.load weights_only=True: {detail[0] if detail else type(err).__name__}). "
+                              "Delete it, start a new run or use another run_name") from None
+    except Exception as err:  # truncated, empty, not a torch file
+        raise CheckpointError(path, f"unreadable checkpoint ({type(err).__name__}: {str(err).strip()[:200]}); "
+                              "truncated, or not a torch file", unreadable=True) from err
     if not isinstance(data, dict) or data.get("version") not in versions:
         version = data.get("version") if isinstance(data, dict) else None
-        raise RuntimeError(f"{path}: checkpoint version {version} is not {CHECKPOINT_VERSION}; start a new run "
-                           "or use another run_name")
+        raise CheckpointError(path, f"checkpoint version {version} is not {CHECKPOINT_VERSION}; start a new run "
+                              "or use another run_name")
     return data
 
 
 def load_checkpoint(path: Path) -> Optional[RunCheckpoint]:
-    """``last.pth`` as a :class:`RunCheckpoint`, or None when the file does not exist."""
+    """``last.pth`` as a :class:`RunCheckpoint`, or None when neither it nor ``last.prev.pth``
+    exists. An unreadable ``last.pth`` (or none, after a kill between two renames) falls back to
+    ``last.prev.pth``, with a warning; a refused one (:class:`CheckpointError`) does not."""
     path = Path(path)
-    if not path.is_file():
-        return None
-    return RunCheckpoint.from_plain(_load_versioned(path))
+    previous = previous_path(path)
+    try:
+        if path.is_file():
+            return RunCheckpoint.from_plain(_load_versioned(path))
+        if not previous.is_file():
+            return None
+        why = "is missing (the run was killed while replacing it)"
+    except CheckpointError as error:
+        if not (error.unreadable and previous.is_file()):
+            raise
+        kept = path.with_name(path.stem + ".unreadable" + path.suffix)
+        os.replace(path, kept)  # so that the next save does not make it last.prev.pth
+        why = f"is unreadable ({error}; kept as {kept.name})"
+    checkpoint = RunCheckpoint.from_plain(_load_versioned(previous))
+    logger.warning(f"[{path} {why}: resuming from the previous checkpoint {previous} "
+                   f"({checkpoint.describe()})]")
+    return checkpoint
 
 
 def save_weights(path: Path, model: torch.nn.Module, **info) -> None:

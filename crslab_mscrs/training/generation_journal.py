@@ -27,6 +27,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import torch
 from loguru import logger
 
+from crslab_mscrs.atomic_files import replacing
 from crslab_mscrs.data.jsonl import JsonlFormatError, parse_jsonl_line
 
 JOURNAL_NAME = "test_generation.journal.jsonl"
@@ -114,14 +115,11 @@ class GenerationJournal:
     def _rewrite(self) -> None:
         records = [{"key": self.key}] + ([{"nll": self.nll[0], "tokens": self.nll[1]}] if self.nll else [])
         records += self.replies
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + ".partial")
-        with partial.open("w", encoding="utf-8") as handle:
+        with replacing(self.path) as partial, partial.open("w", encoding="utf-8") as handle:
             for record in records:
                 handle.write(json.dumps(record) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(partial, self.path)
 
     # -- writing ---------------------------------------------------------------------------
     def _append_records(self, records: List[dict]) -> None:

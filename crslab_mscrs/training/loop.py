@@ -85,7 +85,18 @@ class TrainingLoop:
             return None
         load_trainable_state(system.net, checkpoint.model, str(path))
         self.results = checkpoint.results
-        logger.info(f"[Resuming {system.run_dir}: {checkpoint.describe()}]")
+        if checkpoint.current is None:  # between stages: the next stage starts from this random state
+            checkpoint.rng.restore()
+            self.global_step = checkpoint.global_step
+        timed = [stage for stage in system.settings.stages if stage not in checkpoint.completed
+                 and StageSettings.from_opt(system.opt, stage).time_limit_min]
+        reasons = checkpoint.inexact_reasons(system.device.type, timed)
+        if reasons:
+            logger.warning(f"[Resuming {system.run_dir}: {checkpoint.describe()}; resume is NOT exact: "
+                           f"{'; '.join(reasons)}]")
+        else:
+            logger.info(f"[Resuming {system.run_dir}: {checkpoint.describe()}; resume is exact (weights, "
+                        "optimizer and random state as saved)]")
         return checkpoint
 
     def fit(self) -> Dict[str, dict]:
@@ -108,7 +119,8 @@ class TrainingLoop:
             completed=list(completed), current=progress, model=trainable_state(self.system.net),
             optimizer=self.optimizer.state_dict() if progress else None,
             scheduler=self.scheduler.state_dict() if progress else None,
-            global_step=self.global_step, rng=RngState.capture(), results=self.results),
+            global_step=self.global_step, rng=RngState.capture(), results=self.results,
+            device=self.system.device.type),
             self.system.run_dir / "last.pth")
 
     def train_stage(self, stage: str, completed: List[str], checkpoint: Optional[RunCheckpoint]) -> None:

@@ -17,6 +17,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from loguru import logger
 
+from crslab_mscrs.atomic_files import replacing, write_text_atomic
+
 TurnKey = Tuple[str, int]
 
 
@@ -40,8 +42,8 @@ class RunOutputs:
         """A resumed run whose rec stage finished earlier still delivers ``rankings_out``."""
         source, target = self.run_dir / "rankings.jsonl", self.settings.rankings_out
         if target and source.is_file() and not Path(target).is_file():
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+            with replacing(target) as tmp:
+                shutil.copyfile(source, tmp)
 
     def write_metrics(self, results: Dict[str, dict]) -> None:
         metrics = {"model": self.settings.model_name, "dataset": self.settings.dataset, "seed": self.settings.seed,
@@ -53,17 +55,13 @@ class RunOutputs:
     def write_replies(self, replies: List[dict]) -> Path:
         """``test_replies.jsonl``: one generated reply per test recommender turn."""
         path = self.run_dir / "test_replies.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as handle:
-            for reply in replies:
-                handle.write(json.dumps(reply) + "\n")
+        write_text_atomic(path, "".join(json.dumps(reply) + "\n" for reply in replies))
         return path
 
 
 def write_metrics_file(path, metrics: dict) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(_jsonable(metrics), indent=2, sort_keys=True) + "\n")
     logger.info(f"[Wrote metrics to {path}]")
 
 

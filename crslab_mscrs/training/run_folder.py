@@ -26,7 +26,7 @@ HASH_LENGTH = 8
 #: which of its stages this invocation runs, interaction
 NOT_IDENTITY = frozenset({
     "data_root", "save_dir", "rankings_out", "metrics_out", "log_name", "model_file", "run_name",
-    "resume", "gpu", "model_name", "stages", "interact_top_k",
+    "resume", "gpu", "model_name", "stages", "interact_top_k", "allow_untrained",
 })
 #: stage keys that bound a run in time or log it, but leave its recipe alone (a resumed run
 #: may be given more time)

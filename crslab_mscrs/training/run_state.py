@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ class RngState:
         np.random.set_state(("MT19937", self.numpy_key.numpy().astype(np.uint32), self.numpy_pos,
                              self.numpy_has_gauss, self.numpy_cached_gaussian))
         torch.set_rng_state(self.torch)
-        if self.cuda and torch.cuda.is_available():
+        if self.cuda and torch.cuda.is_available() and len(self.cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(list(self.cuda))
 
     def to_plain(self) -> dict:
@@ -145,20 +145,36 @@ class RunCheckpoint:
     global_step: int
     rng: RngState
     results: Dict[str, dict]                     # metrics.json ``stages`` so far
+    device: str = ""                             # device type that wrote it ("": not recorded)
 
     def describe(self) -> str:
         return (f"finished stages {self.completed}, "
                 + (self.current.describe() if self.current is not None else "between stages"))
 
+    def inexact_reasons(self, device: str, timed_stages: Sequence[str] = ()) -> List[str]:
+        """Why resuming on ``device`` (a device type) cannot give the uninterrupted run's results;
+        ``timed_stages``: stages still to train that have a ``time_limit_min``."""
+        reasons = []
+        if self.device and self.device != device:
+            reasons.append(f"written on {self.device}, resumed on {device} (other kernels and random streams)")
+        n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if self.rng.cuda and len(self.rng.cuda) != n_cuda:
+            reasons.append(f"saved the random state of {len(self.rng.cuda)} CUDA device(s), {n_cuda} visible now")
+        if timed_stages:
+            reasons.append(f"stage(s) {', '.join(timed_stages)} bounded by time_limit_min: how many batches they "
+                           "train depends on the wall clock (and a resumed stage starts a new time budget)")
+        return reasons
+
     def to_plain(self) -> dict:
         return {"completed": list(self.completed),
                 "current": self.current.to_plain() if self.current is not None else None,
                 "model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
-                "global_step": self.global_step, "rng": self.rng.to_plain(), "results": self.results}
+                "global_step": self.global_step, "rng": self.rng.to_plain(), "results": self.results,
+                "device": self.device}
 
     @classmethod
     def from_plain(cls, data: dict) -> "RunCheckpoint":
         current = data.get("current")
         return cls(list(data["completed"]), StageProgress.from_plain(current) if current else None, data["model"],
                    data.get("optimizer"), data.get("scheduler"), int(data.get("global_step", 0)),
-                   RngState.from_plain(data["rng"]), data.get("results", {}))
+                   RngState.from_plain(data["rng"]), data.get("results", {}), str(data.get("device", "")))

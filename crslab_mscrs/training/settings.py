@@ -30,6 +30,7 @@ fallback to ids) or ``ids`` (CRSLab's word ids, detokenised: the old behaviour).
 
 SYSTEM_KEYS = frozenset({
     "stages", "run_name", "resume", "bf16", "rec_select_metric", "ranking_depth", "interact_top_k",  # RunSettings
+    "allow_untrained",                                                                               # RunSettings
     "max_new_tokens", "num_beams", "do_sample", "top_p", "no_repeat_ngram_size",                    # GenerationSettings
     "n_demonstrations", "demonstration_max_length", "demonstration_context_turns",                  # DemonstrationSettings
 })
@@ -268,6 +269,7 @@ class RunSettings:
     ranking_depth: int
     placeholder: str
     interact_top_k: int
+    allow_untrained: bool            # interactive mode may chat without conv_best.pth
     rankings_out: Optional[str]
     metrics_out: Optional[str]
     demonstrations: DemonstrationSettings
@@ -288,6 +290,7 @@ class RunSettings:
                    ranking_depth=int(_get(opt, "ranking_depth")),
                    placeholder=_get(opt, "movie_placeholder"),
                    interact_top_k=int(_get(opt, "interact_top_k")),
+                   allow_untrained=bool(_get(opt, "allow_untrained")),
                    rankings_out=_get(opt, "rankings_out") or None, metrics_out=_get(opt, "metrics_out") or None,
                    demonstrations=DemonstrationSettings.from_opt(opt))
 

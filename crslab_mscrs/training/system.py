@@ -30,6 +30,7 @@ from crslab_mscrs.training.generation import Generation
 from crslab_mscrs.training.loop import TrainingLoop
 from crslab_mscrs.training import run_folder
 from crslab_mscrs.training.outputs import RunOutputs
+from crslab_mscrs.training.run_lock import RunLock
 from crslab_mscrs.training.settings import STAGES, RunSettings
 from crslab_mscrs.training.validation import Evaluation
 
@@ -147,11 +148,13 @@ class MSCRSSystem(BaseSystem):
         return output
 
     def fit(self):
-        return self.loop.fit()
+        """Train and test every stage, holding the run folder's lock (:mod:`.run_lock`)."""
+        with RunLock(self.run_dir):
+            return self.loop.fit()
 
     def interact(self, stdin: Optional[TextIO] = None, stdout: Optional[TextIO] = None,
-                 top_k: Optional[int] = None):
-        """Chat on stdin/stdout (:func:`.chat.chat`)."""
+                 top_k: Optional[int] = None, stderr: Optional[TextIO] = None):
+        """Chat on stdin/stdout, messages on stderr (:func:`.chat.chat`)."""
         from crslab_mscrs.training.chat import chat
 
-        return chat(self, stdin, stdout, top_k)
+        return chat(self, stdin, stdout, top_k, stderr)
