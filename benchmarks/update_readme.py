@@ -53,6 +53,12 @@ RECALL_COLUMNS = [("full", "R@1", "full R@1"), ("full", "R@10", "full R@10"), ("
                   ("crslab", "R@50", "crslab R@50"), ("full", "SR", "SR"), ("full", "RDL", "RDL")]
 GENERATION_COLUMNS = ["dist@1", "dist@2", "dist@3", "dist@4", "bleu@1", "bleu@2", "rouge@1", "rouge@2",
                       "rouge@L", "item_ratio"]
+#: the same replies scored as the papers' scripts do (crslab_mscrs.evaluation.generation.paper_convention_metrics)
+PAPER_GENERATION_COLUMNS = ["bleu@1", "bleu@2", "bleu@3", "bleu@4", "dist@1", "dist@2", "dist@3", "dist@4",
+                            "item_ratio", "sent_cnt", "system_prefix"]
+PAPER_CONVENTIONS_LABEL = ("paper conventions (UniCRS/MSCRS evaluate_conv.py: whitespace tokens, case kept, "
+                           "unsmoothed BLEU, over non-empty replies; system_prefix 1 = MSCRS's \"System: \"): "
+                           "NOT comparable with the block above")
 
 
 class ResultsFormatError(ValueError):
@@ -157,6 +163,18 @@ def generation_table(dataset: str, tables: Dict[str, List[Dict[str, str]]]) -> L
     return _table(["model", "ppl"] + present, body) if body else []
 
 
+def paper_generation_table(dataset: str, tables: Dict[str, List[Dict[str, str]]]) -> List[str]:
+    """The same replies under the papers' conventions (``reported_conv_generation_paper_conventions``)."""
+    rows = tables.get(f"{dataset} / `reported_conv_generation_paper_conventions` (test split, from each run's "
+                      "metrics.json)")
+    if not rows:
+        return []
+    present = [c for c in PAPER_GENERATION_COLUMNS if c in rows[0]]
+    body = [[row["model"]] + [row.get(c, "n/a") for c in present]
+            for row in rows if any(row.get(c, "n/a") != "n/a" for c in present)]
+    return _table(["model"] + present, body) if body else []
+
+
 def headline_table(parsed: dict) -> List[str]:
     """One table: a row per model, HEADLINE_COLUMNS per dataset, and the seeds that succeeded."""
     datasets = {name: protocol_rows(name, content["tables"]) for name, content in parsed["datasets"].items()}
@@ -201,7 +219,10 @@ def render_section(parsed: dict, source: str, plot: Optional[str], full_tables: 
         generation = generation_table(dataset, content["tables"])
         if generation:
             lines += [f"Generation on {dataset} test (models that generate; metrics of "
-                      "`crslab_mscrs.evaluation.generation`):", ""] + generation + [""]
+                      "`crslab_mscrs.evaluation.generation`, ours):", ""] + generation + [""]
+        paper = paper_generation_table(dataset, content["tables"])
+        if paper:
+            lines += [f"Generation on {dataset} test, {PAPER_CONVENTIONS_LABEL}:", ""] + paper + [""]
     if parsed["runs"]:
         header = ["model", "dataset", "seed", "status", "wall s", "peak RSS MB", "notes"]
         done = [row for row in parsed["runs"] if row.get("status") != "not run"]

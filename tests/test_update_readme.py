@@ -18,6 +18,7 @@ def results_folder(tmp_path: Path) -> Path:
             rows.append(ResultRow("mscrs", "inspired", protocol, "recall@10", seed, recall + noise))
     rows.append(ResultRow("mscrs", "inspired", "reported_conv", "ppl", "0", 30.0))
     rows.append(ResultRow("mscrs", "inspired", "reported_conv_generation", "dist@2", "0", 0.5))
+    rows.append(ResultRow("mscrs", "inspired", "reported_conv_generation_paper_conventions", "bleu@1", "0", 0.75))
     runs = [RunRecord("naive", "inspired", ""), RunRecord("mscrs", "inspired", "0", wall_s=61.0, peak_rss_mb=900,
                                                            notes=["config config/mscrs/inspired_offline.yaml"]),
             RunRecord("mscrs", "inspired", "2", status="not run")]
@@ -71,6 +72,10 @@ def test_sections_are_regenerated_and_the_rest_kept(tmp_path):
     assert "0.2500" in naive and "0.1250" in naive and "0.5000" in naive
     assert "0.3000 ± 0.0707" in mscrs and "| 2 |" in mscrs
     assert "| mscrs | 30.0000 | 0.5000 |" in details  # ppl and dist@2
+    # the same replies under the papers' conventions: a second, labelled table
+    paper_at = details.index("paper conventions")
+    assert details.index("| mscrs | 30.0000 | 0.5000 |") < paper_at
+    assert "| mscrs | 0.7500 |" in details[paper_at:] and "NOT comparable" in details[paper_at:]
     assert "61.0" in details and "inspired_offline.yaml" in details
     assert "| not run |" not in details and "Not run (n/a above): mscrs on inspired (seed 2)." in details
     assert "![Recall@10 and Recall@50 per model and protocol](results.png)" in details
