@@ -517,6 +517,24 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
     return rows, record
 
 
+def write_pairwise_significance(out_dir: Path, contexts: Dict[str, Optional[DatasetContext]],
+                                protocols: Sequence[str], argv) -> None:
+    """significance.md / .json beside results.md: every model pair on the same test turns
+    (:mod:`crslab_mscrs.evaluation.significance`), under ``full`` and ``dedup``."""
+    from crslab_mscrs.evaluation.significance import folder_significance, write_significance
+
+    dirs = {name: ctx.directory for name, ctx in contexts.items() if ctx is not None}
+    chosen = [p for p in protocols if p in ("full", "dedup")]
+    if not dirs or not chosen:
+        return
+    try:
+        verdicts = folder_significance(out_dir, dirs, chosen)
+    except Exception:  # noqa: BLE001 - the results stand without the verdicts; say why
+        tqdm.write("[significance failed] " + _tail(traceback.format_exc(), 3))
+        return
+    write_significance(out_dir, verdicts, " ".join(["benchmarks/run_benchmark.py"] + list(argv or sys.argv[1:])))
+
+
 # --------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------
@@ -571,6 +589,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         render_markdown(rows, runs, models, datasets, protocols, preamble, notes,
                         unavailable=[d for d, ctx in contexts.items() if ctx is None]), encoding="utf-8")
     plot_recall_bars(rows, out_dir / "results.png", models, datasets, protocols)
+    write_pairwise_significance(out_dir, contexts, protocols, argv)
     (out_dir / "runs.json").write_text(json.dumps([asdict(r) for r in runs], indent=2), encoding="utf-8")
     failed = sum(run.status == "failed" for run in runs)
     print(f"wrote {out_dir}/results.csv, results.md, results.png ({len(runs)} runs, {failed} failed)")

@@ -118,3 +118,20 @@ def test_absolute_paths_become_relative_and_the_rest_is_untouched():
 def test_not_a_results_file_is_rejected():
     with pytest.raises(updater.ResultsFormatError, match="no '## <dataset>' section"):
         updater.parse_results_md("# something else\n\n- a list\n")
+
+
+def test_pairwise_verdicts_reach_the_readme_and_the_details(tmp_path):
+    from crslab_mscrs.evaluation.significance import PairVerdicts, paired_comparison, write_significance
+
+    folder, docs = results_folder(tmp_path), docs_folder(tmp_path)
+    gain = paired_comparison([1.0] * 30 + [0.0] * 10, [0.0] * 40, "recall@10")
+    tie = paired_comparison([1.0, 0.0] * 20, [0.0, 1.0] * 20, "recall@50")
+    write_significance(folder, [PairVerdicts("inspired", "full", "mscrs", "naive", 2, 1, (gain, tie))], "cmd x")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{updater.BEGIN}\n{updater.END}\n")
+    assert run(folder, readme, docs, tmp_path) == 0
+    text = readme.read_text()
+    assert "- inspired: mscrs vs naive: better (+0.750, p=0.000)" in text
+    details = (docs / "results.md").read_text()
+    assert "**Significance**" in details and "inspired / `full` (40 turns)" in details
+    assert "| mscrs | naive | 2 / 1 | better (+0.7500" in details and "no difference (+0.0000" in details
