@@ -49,6 +49,7 @@ from crslab_mscrs.evaluation.run_stats import RUN_STATS_FILE, command_overrides,
 from crslab_mscrs.evaluation.user_metrics import user_metrics  # noqa: E402
 
 MODELS = ("naive", "naive_pop", "popularity", "kbrd", "kgsf", "unicrs", "mscrs")
+BUDGET_NOTE = "budget: "  # the runs table's note of what a run trained (crslab_mscrs/evaluation/budget.py)
 RESUMABLE_MODELS = ("unicrs", "mscrs")  # checkpoint every epoch and journal test generation
 CHECKPOINT_DIR = "checkpoints"  # per run, under runs/<model>/<dataset>/seed<S>/
 DATASETS = ("redial", "inspired")
@@ -509,6 +510,9 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
         rows = score_rankings(ctx, rankings, model, str(seed))
         if metrics_path.is_file():
             rows += metrics_json_rows(metrics_path, model, ctx.name, str(seed))
+            from crslab_mscrs.evaluation.budget import describe_run
+
+            record.notes.append(f"{BUDGET_NOTE}{describe_run(metrics_path, model, ctx.name)}")
         else:
             record.notes.append("no metrics.json")
     except Exception:  # noqa: BLE001

@@ -142,7 +142,34 @@ def protocol_rows(dataset: str, tables: Dict[str, List[Dict[str, str]]]) -> Dict
     return by_protocol
 
 
-def compact_recall_table(dataset: str, tables: Dict[str, List[Dict[str, str]]]) -> List[str]:
+BUDGET_NOTE = "budget: "  # benchmarks/run_benchmark.py's note of what a run trained
+BASELINE_BUDGET = "none (deterministic)"
+
+
+def run_budgets(runs: Sequence[Dict[str, str]], dataset: str) -> Dict[str, str]:
+    """``{model: budget}`` from the runs table's notes (crslab_mscrs/evaluation/budget.py): the
+    seeds' budgets, once when they agree, else ``seed S: ...`` each; baselines train nothing."""
+    found: Dict[str, Dict[str, str]] = {}
+    for row in runs:
+        if row.get("dataset") != dataset or row.get("status") == "not run":
+            continue
+        notes = row.get("notes", "").split("; ")
+        budget = next((n[len(BUDGET_NOTE):] for n in notes if n.startswith(BUDGET_NOTE)), None)
+        if "in-process, deterministic" in notes:
+            budget = BASELINE_BUDGET
+        if budget is not None:
+            found.setdefault(row.get("model", ""), {})[row.get("seed", "")] = budget
+    out = {}
+    for model, by_seed in found.items():
+        distinct = list(dict.fromkeys(by_seed.values()))
+        out[model] = distinct[0] if len(distinct) == 1 else "; ".join(f"seed {s}: {b}" for s, b in by_seed.items())
+    return out
+
+
+def compact_recall_table(dataset: str, tables: Dict[str, List[Dict[str, str]]],
+                         budgets: Optional[Dict[str, str]] = None) -> List[str]:
+    """Recall per protocol (RECALL_COLUMNS) per model, then with ``budgets`` (:func:`run_budgets`)
+    what each row trained as a share of the paper's recipe."""
     by_protocol = protocol_rows(dataset, tables)
     if not by_protocol:
         return []
@@ -155,8 +182,10 @@ def compact_recall_table(dataset: str, tables: Dict[str, List[Dict[str, str]]]) 
     for model in models:
         seeds = next((by_protocol[p][model].get("seeds ok", "") for p in by_protocol if model in by_protocol[p]), "")
         body.append([model, seeds] + [by_protocol[p].get(model, {}).get(column, "n/a")
-                                      for p, column, _ in columns])
-    return _table(["model", "seeds ok"] + [label for _, _, label in columns], body)
+                                      for p, column, _ in columns]
+                    + ([budgets.get(model, "n/a")] if budgets is not None else []))
+    return _table(["model", "seeds ok"] + [label for _, _, label in columns]
+                  + (["budget (share of the paper's recipe)"] if budgets is not None else []), body)
 
 
 def generation_table(dataset: str, tables: Dict[str, List[Dict[str, str]]]) -> List[str]:
@@ -194,15 +223,18 @@ def headline_table(parsed: dict) -> List[str]:
     if not models:
         return []
     names = list(datasets)
+    budgets = {name: run_budgets(parsed["runs"], name) for name in names}
+    with_budget = [name for name in names if budgets[name]]
     header = ["model", "seeds ok (" + " / ".join(names) + ")"] + \
-        [f"{name} {label}" for name in names for _, _, label in HEADLINE_COLUMNS]
+        [f"{name} {label}" for name in names for _, _, label in HEADLINE_COLUMNS] + \
+        [f"{name} budget (share of the paper's recipe)" for name in with_budget]
     body = []
     for model in models:
         seeds = [next((rows[model].get("seeds ok", "n/a") for rows in datasets[name].values() if model in rows), "n/a")
                  for name in names]
         cells = [datasets[name].get(protocol, {}).get(model, {}).get(column, "n/a")
                  for name in names for protocol, column, _ in HEADLINE_COLUMNS]
-        body.append([model, " / ".join(seeds)] + cells)
+        body.append([model, " / ".join(seeds)] + cells + [budgets[name].get(model, "n/a") for name in with_budget])
     return _table(header, body)
 
 
@@ -242,7 +274,7 @@ def render_section(parsed: dict, source: str, plot: Optional[str], full_tables: 
     lines += [f"- {line}" for line in parsed["preamble"]] + [""]
     for dataset, content in parsed["datasets"].items():
         lines += [f"**{dataset}**", ""] + [f"- {note}" for note in content["notes"]] + [""]
-        recall = compact_recall_table(dataset, content["tables"])
+        recall = compact_recall_table(dataset, content["tables"], run_budgets(parsed["runs"], dataset))
         lines += (recall + [""]) if recall else ["(no ranking results)", ""]
         generation = generation_table(dataset, content["tables"])
         if generation:

@@ -314,6 +314,11 @@ def test_time_bounded_stage_caps_batches_and_skips_validation(env):
     assert calls == [("rec_metrics", "test")]  # no valid pass, test once
     assert results["rec"]["chosen_epoch"] == 1
     assert [h["valid"] for h in results["rec"]["valid_history"]] == [None, None]
+    # metrics.json records what was trained, for crslab_mscrs/evaluation/budget.py
+    assert [h["batches"] for h in results["rec"]["valid_history"]] == [1, 1]
+    budget = results["rec"]["budget"]
+    assert budget["epochs"] == 2 and budget["max_batches_per_epoch"] == 1
+    assert budget["batches_per_epoch"] == system.train_dataloader.num_batches("rec", budget["batch_size"])
 
 
 def test_time_limit_ends_the_stage_after_the_batch_that_passes_it(env):
