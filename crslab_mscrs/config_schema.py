@@ -135,7 +135,8 @@ MSCRS: Dict[str, Spec] = {  # MSCRS / UniCRS: crslab_mscrs.training.config_keys
     "response_max_length": POSITIVE, "movie_placeholder": STR, "item_names_file": OPT_STR,
     "dialogue_text": Spec("str", choices=("dataset", "ids")),
     "run_name": OPT_STR, "resume": BOOL, "bf16": BOOL,
-    "rec_select_metric": Spec("str", pattern=r"(recall|mrr|ndcg)@(1|10|50)"),
+    # per-turn recall@K (ours), per-mention recall@K_mention, CRSLab's own hit@K / crslab_ndcg@K / crslab_mrr@K
+    "rec_select_metric": Spec("str", pattern=r"(recall|mrr|ndcg)@(1|10|50)(_mention)?|hit@(1|10|50)|crslab_(mrr|ndcg)@(1|10|50)"),
     "ranking_depth": POSITIVE, "max_new_tokens": POSITIVE, "num_beams": POSITIVE, "do_sample": BOOL,
     "top_p": FLOAT(0, high=1, low_open=True, nullable=True), "no_repeat_ngram_size": INT(0),
     "interact_top_k": POSITIVE, "n_demonstrations": POSITIVE, "demonstration_max_length": POSITIVE,

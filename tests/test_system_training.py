@@ -115,6 +115,18 @@ def test_fit_writes_metrics_and_rankings(env, full_run):
     assert set(rankings) == test_turns and len(test_turns) == 4
     assert (full_run.system.run_dir / "rankings.jsonl").read_text() == \
         (env.root / "full" / "rankings.jsonl").read_text()
+    # one vocabulary: per-turn recall@K from the rankings file, CRSLab's hit@K under its own name
+    from crslab_mscrs.evaluation.instances import RecInstance
+    from crslab_mscrs.evaluation.ranking import ranking_metrics
+
+    turns = [RecInstance(t.conv_id, t.turn_index, tuple(t.items), ()) for t in full_run.system.test_dataloader.turns
+             if t.is_system and t.items]
+    recomputed = ranking_metrics(turns, rankings)
+    for name in ("recall@1", "recall@10", "ndcg@10", "recall@1_mention"):
+        assert rec[name] == pytest.approx(recomputed[name]), name
+    assert {"hit@1", "hit@10", "hit@50", "crslab_ndcg@10", "crslab_mrr@10"} <= set(rec)
+    assert stages["rec"]["valid_selection_metric"] == "recall@50" and stages["conv"]["valid_selection_metric"] == "loss"
+    assert conv["generation"]["paper_conventions"]["system_prefix"] == 1.0  # MSCRS: "System: " prefix
 
 
 def test_test_split_is_evaluated_once_per_stage(full_run):

@@ -246,7 +246,10 @@ class TrainingLoop:
             load_trainable_state(system.net, best, str(best_path))
         logger.info(f"[{stage}: chosen epoch {progress.best_epoch} (valid {progress.best_value})]")
         system.model.eval()
-        summary = {"chosen_epoch": progress.best_epoch, "valid_selection_value": progress.best_value,
+        selection = {"pretrain": "recall@50 (pretrain, inflated)", "conv": "loss"}.get(
+            stage, getattr(system.evaluation, "selection_metric", system.settings.rec_select_metric))
+        summary = {"chosen_epoch": progress.best_epoch, "valid_selection_metric": selection,
+                   "valid_selection_value": progress.best_value,
                    "valid_history": [h.to_plain() for h in progress.history],
                    "train_seconds": round(progress.train_seconds, 1),  # train + valid passes
                    "budget": getattr(self, "stage_budget", None)}  # crslab_mscrs.evaluation.budget reads it

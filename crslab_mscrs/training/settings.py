@@ -240,7 +240,7 @@ class RunSettings:
     run_dir: Path = Path("save")
     resume: bool = False
     bf16: bool = True
-    rec_select_metric: str = "recall@50"
+    rec_select_metric: str = "recall@50"   # per-turn (ours); recall@50_mention per mention; hit@50 CRSLab's
     ranking_depth: int = 100
     placeholder: str = DEFAULT_PLACEHOLDER
     interact_top_k: int = 3
