@@ -331,6 +331,7 @@ def test_time_bounded_stage_caps_batches_and_skips_validation(env):
     budget = results["rec"]["budget"]
     assert budget["epochs"] == 2 and budget["max_batches_per_epoch"] == 1
     assert budget["batches_per_epoch"] == system.train_dataloader.num_batches("rec", budget["batch_size"])
+    assert results["rec"]["valid_selection_metric"].startswith("none (validate: false")
 
 
 def test_time_limit_ends_the_stage_after_the_batch_that_passes_it(env):

@@ -182,7 +182,7 @@ class TrainingLoop:
         self.stage_budget = {"epochs": settings.epochs, "batch_size": settings.batch_size,
                              "batches_per_epoch": self.full_epoch_batches,
                              "max_batches_per_epoch": settings.max_batches_per_epoch,
-                             "time_limit_min": settings.time_limit_min}
+                             "time_limit_min": settings.time_limit_min, "validated": settings.validate}
         self.test_stage(stage, progress, settings.eval_batch_size)
         self.save_last(completed + [stage], None)
 
@@ -248,6 +248,8 @@ class TrainingLoop:
         system.model.eval()
         selection = {"pretrain": "recall@50 (pretrain, inflated)", "conv": "loss"}.get(
             stage, getattr(system.evaluation, "selection_metric", system.settings.rec_select_metric))
+        if not (getattr(self, "stage_budget", None) or {}).get("validated", True):
+            selection = "none (validate: false, the last epoch is kept)"
         summary = {"chosen_epoch": progress.best_epoch, "valid_selection_metric": selection,
                    "valid_selection_value": progress.best_value,
                    "valid_history": [h.to_plain() for h in progress.history],
