@@ -10,7 +10,7 @@ recommendation loss is larger. This script builds each variant from its offline 
 - the item scores' standard deviation and max - min per row, and the cross-entropy over
   the items (ln n_items for uniform scores).
 
-    .venv/bin/python benchmarks/fusion_scale.py                  # INSPIRED: unicrs, mscrs, mscrs fusion=mean
+    .venv/bin/python benchmarks/fusion_scale.py                  # INSPIRED: unicrs, mscrs, mscrs fusion=mean, authors
     .venv/bin/python benchmarks/fusion_scale.py --variants mscrs:fusion=mean,lambda_text=0.5
 """
 from __future__ import annotations
@@ -25,7 +25,8 @@ import torch
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", choices=["inspired", "redial"], default="inspired")
-    parser.add_argument("--variants", nargs="+", default=["unicrs", "mscrs", "mscrs:fusion=mean"],
+    parser.add_argument("--variants", nargs="+",
+                        default=["unicrs", "mscrs", "mscrs:fusion=mean", "mscrs:fusion=authors"],
                         help="model[:key=value,...] with overrides of config/<model>/<dataset>_offline.yaml")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--context", type=int, default=128, help="context_max_length / prompt_max_length")
@@ -54,7 +55,7 @@ def measure(system, batch_size: int) -> dict:
     core.eval()
     encoder, items = core.entity_encoder, core.item_ids
     e0, fused, table = encoder.kg_encoder(), encoder.fused_embeddings(), core.entity_table()
-    batch = system._to_device(next(iter(system.train_dataloader.get_rec_data(batch_size, shuffle=False))))
+    batch = system.to_device(next(iter(system.train_dataloader.get_rec_data(batch_size, shuffle=False))))
     out = core.recommend(batch, table)
     scores = out.item_scores.float()
     return {

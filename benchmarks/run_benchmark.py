@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Benchmark harness: baselines and CRSLab models on ReDial / INSPIRED under every protocol.
 
-    python benchmarks/run_benchmark.py --models naive,popularity --datasets redial
+    python benchmarks/run_benchmark.py --models naive,naive_pop,popularity --datasets redial
     python benchmarks/run_benchmark.py --models naive,popularity,kbrd --datasets redial,inspired \\
         --seeds 0,1,2 --protocols full,dedup,crslab --out results/kbrd_run
     python benchmarks/run_benchmark.py --quick           # tiny data, seconds
 
-Baselines (naive, popularity) are deterministic and run in-process once. Every other model
+Baselines (naive, naive_pop, popularity; crslab_mscrs/evaluation/baselines.py) are deterministic and run in-process once. Every other model
 runs as ``python run_crslab.py --config <config-dir>/<model>/<dataset>.yaml --seed S
 --data-root ROOT --rankings-out F --metrics-out M`` in a subprocess; its wall time and peak
 RSS (``os.wait4`` rusage of that child, which includes its waited-for children) are
@@ -41,7 +41,8 @@ if str(REPO_ROOT) not in sys.path:
 from tqdm import tqdm  # noqa: E402
 
 from crslab_mscrs.evaluation import instances as inst  # noqa: E402
-from crslab_mscrs.evaluation.baselines import BASELINES, baseline_rankings, rankings_as_mapping  # noqa: E402
+from crslab_mscrs.evaluation.baselines import (BASELINES, baseline_rankings, min_ranking_length,  # noqa: E402
+                                               rankings_as_mapping)
 from crslab_mscrs.evaluation.ranking import ranking_metrics  # noqa: E402
 from crslab_mscrs.evaluation.rankings import MIN_RANKING_LENGTH, read_rankings, write_rankings  # noqa: E402
 from crslab_mscrs.evaluation.report import (RANKING_PROTOCOLS, ResultRow, RunRecord,  # noqa: E402
@@ -50,7 +51,8 @@ from crslab_mscrs.evaluation.run_stats import RUN_STATS_FILE, command_overrides,
 from crslab_mscrs.evaluation.user_metrics import user_metrics  # noqa: E402
 from crslab_mscrs.training.run_lock import live_owner  # noqa: E402
 
-MODELS = ("naive", "popularity", "kbrd", "kgsf", "unicrs", "mscrs")
+MODELS = ("naive", "naive_pop", "popularity", "kbrd", "kgsf", "unicrs", "mscrs")
+BUDGET_NOTE = "budget: "  # the runs table's note of what a run trained (crslab_mscrs/evaluation/budget.py)
 RESUMABLE_MODELS = ("unicrs", "mscrs")  # checkpoint every epoch and journal test generation
 CHECKPOINT_DIR = "checkpoints"  # per run, under runs/<model>/<dataset>/seed<S>/
 DATASETS = ("redial", "inspired")
@@ -76,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _RecipeArgumentParser(description=__doc__.split("\n\n")[0], fromfile_prefix_chars="@",
                               formatter_class=argparse.RawDescriptionHelpFormatter,
                               epilog="@FILE reads more arguments from FILE, one per line (benchmarks/recipes/)")
-    p.add_argument("--models", default="naive,popularity", help=f"comma list of {','.join(MODELS)}")
+    p.add_argument("--models", default="naive,naive_pop,popularity", help=f"comma list of {','.join(MODELS)}")
     p.add_argument("--datasets", default="redial", help=f"comma list of {','.join(DATASETS)}")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds for model runs")
     p.add_argument("--protocols", default="full,dedup,crslab", help="comma list of full,dedup,crslab")
@@ -257,7 +259,7 @@ def run_baseline(model: str, ctx: DatasetContext, split: str, out_dir: Path
         records = baseline_rankings(model, ctx.directory, split,
                                     length=min(MIN_RANKING_LENGTH, len(ctx.item_ids)))
         path = out_dir / "runs" / model / ctx.name / "rankings.jsonl"
-        write_rankings(path, records, min_length=min(MIN_RANKING_LENGTH, len(ctx.item_ids)))
+        write_rankings(path, records, min_length=min_ranking_length(model, len(ctx.item_ids)))
         rows = score_rankings(ctx, rankings_as_mapping(records), model, "")
     except Exception:  # noqa: BLE001 - a failed run is recorded, the benchmark continues
         record.status, record.error = "failed", _tail(traceback.format_exc())
@@ -549,12 +551,33 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
         rows = score_rankings(ctx, rankings, model, str(seed))
         if metrics_path.is_file():
             rows += metrics_json_rows(metrics_path, model, ctx.name, str(seed))
+            from crslab_mscrs.evaluation.budget import describe_run
+
+            record.notes.append(f"{BUDGET_NOTE}{describe_run(metrics_path, model, ctx.name)}")
         else:
             record.notes.append("no metrics.json")
     except Exception:  # noqa: BLE001
         record.status, record.error = "failed", _tail(traceback.format_exc())
         return [], record
     return rows, record
+
+
+def write_pairwise_significance(out_dir: Path, contexts: Dict[str, Optional[DatasetContext]],
+                                protocols: Sequence[str], argv) -> None:
+    """significance.md / .json beside results.md: every model pair on the same test turns
+    (:mod:`crslab_mscrs.evaluation.significance`), under ``full`` and ``dedup``."""
+    from crslab_mscrs.evaluation.significance import folder_significance, write_significance
+
+    dirs = {name: ctx.directory for name, ctx in contexts.items() if ctx is not None}
+    chosen = [p for p in protocols if p in ("full", "dedup")]
+    if not dirs or not chosen:
+        return
+    try:
+        verdicts = folder_significance(out_dir, dirs, chosen)
+    except Exception:  # noqa: BLE001 - the results stand without the verdicts; say why
+        tqdm.write("[significance failed] " + _tail(traceback.format_exc(), 3))
+        return
+    write_significance(out_dir, verdicts, " ".join(["benchmarks/run_benchmark.py"] + list(argv or sys.argv[1:])))
 
 
 # --------------------------------------------------------------------------------------
@@ -611,6 +634,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         render_markdown(rows, runs, models, datasets, protocols, preamble, notes,
                         unavailable=[d for d, ctx in contexts.items() if ctx is None]), encoding="utf-8")
     plot_recall_bars(rows, out_dir / "results.png", models, datasets, protocols)
+    write_pairwise_significance(out_dir, contexts, protocols, argv)
     (out_dir / "runs.json").write_text(json.dumps([asdict(r) for r in runs], indent=2), encoding="utf-8")
     failed = sum(run.status == "failed" for run in runs)
     print(f"wrote {out_dir}/results.csv, results.md, results.png ({len(runs)} runs, {failed} failed)")

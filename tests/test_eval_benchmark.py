@@ -73,6 +73,17 @@ def test_baselines_end_to_end_write_csv_md_png(tmp_path):
     assert "| kbrd | 0 | n/a |" in md          # failed model shows n/a, never a number
     assert "## Failed runs" in md
     assert (out / "runs" / "naive" / "redial" / "rankings.jsonl").is_file()
+    # pairwise significance beside results.md: a model run that ranks exactly like naive ties with it
+    naive_file = out / "runs" / "naive" / "redial" / "rankings.jsonl"
+    twin = out / "runs" / "mscrs" / "redial" / "seed0" / "rankings.jsonl"
+    twin.parent.mkdir(parents=True)
+    twin.write_text(naive_file.read_text())
+    ctx = harness.load_dataset_context("redial", root, "test", tmp_path / "no_shared", ["full", "dedup"])
+    harness.write_pairwise_significance(out, {"redial": ctx, "inspired": None}, ["full", "dedup", "crslab"], [])
+    table = (out / "significance.md").read_text()
+    assert "## redial / `full` (4 turns)" in table and "## redial / `dedup` (4 turns)" in table
+    assert "| mscrs | naive | 1 / 1 | no difference (+0.0000" in table
+    assert "| mscrs | popularity |" in table and "| naive | popularity |" not in table  # baselines: no pair
 
 
 def test_popularity_ranking_uses_train_counts(tmp_path):

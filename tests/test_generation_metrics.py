@@ -193,3 +193,45 @@ def test_crslab_structure_tokens_do_not_count_as_words(tmp_path):
     (tmp_path / "test_replies.jsonl").write_text('{"reply": "ok", "reference": "ok"}\nnot json\n')
     with pytest.raises(ValueError, match=r"test_replies\.jsonl:2: malformed JSON"):
         rescore_replies(metrics, [])
+
+
+PAPER_PREDICTIONS = ["I like Heat", "", "you should see <movie>"]
+PAPER_REFERENCES = ["I like it", "ok", "you should see Heat"]
+
+
+def test_paper_conventions_by_hand_unicrs_script():
+    """UniCRS src/evaluate_conv.py: whitespace tokens, case kept, unsmoothed BLEU of one order,
+    sums over all replies divided by the non-empty ones (here 2 of 3)."""
+    scores = gen.paper_convention_metrics(PAPER_PREDICTIONS, PAPER_REFERENCES)
+    assert scores.sent_cnt == 2 and not scores.system_prefix
+    # reply 1: 2/3 unigrams, 1/2 bigrams, no trigram match; reply 3: 3/4, 2/3, 1/2, no 4-gram match
+    assert scores.bleu == pytest.approx((17 / 24, 7 / 12, 1 / 4, 0.0), abs=1e-12)
+    # distinct n-grams over every reply: 7, 5, 3, 1 (case kept, "<movie>" one token), over 2 replies
+    assert scores.dist == pytest.approx((3.5, 2.5, 1.5, 0.5))
+    assert scores.item_ratio == 0.5  # one <movie> slot per counted reply
+    assert gen.paper_convention_metrics(["like heat"], ["Like Heat"]).bleu[0] == 0.0  # case kept
+    assert gen.paper_convention_metrics(["", " "], ["a", "b"]).sent_cnt == 0
+
+
+def test_paper_conventions_with_the_mscrs_system_prefix_by_hand():
+    """MSCRS prepends "System: " to prediction and reference: the empty reply now counts and
+    earns the prefix's unigram with brevity penalty exp(1 - 2/1)."""
+    scores = gen.paper_convention_metrics(PAPER_PREDICTIONS, PAPER_REFERENCES, system_prefix=True)
+    assert scores.sent_cnt == 3 and scores.system_prefix
+    expected = ((3 / 4 + math.exp(-1) + 4 / 5) / 3, (2 / 3 + 3 / 4) / 3, (1 / 2 + 2 / 3) / 3, (1 / 2) / 3)
+    assert scores.bleu == pytest.approx(expected, abs=1e-12)
+    assert scores.dist[0] == pytest.approx(8 / 3)
+    # filled replies: the slot counts come from the replies before filling
+    filled = gen.paper_convention_metrics(["see Heat"], ["see Heat"], slot_counts=[1])
+    assert filled.item_ratio == 1.0 and filled.as_dict()["bleu@2"] == pytest.approx(1.0)
+
+
+def test_generation_report_carries_both_blocks_from_the_same_replies():
+    from crslab_mscrs.training.outputs import generation_metrics
+
+    report = generation_metrics(PAPER_PREDICTIONS, PAPER_REFERENCES, [False, False, True], None, None,
+                                slot_counts=[0, 0, 1], system_prefix=True)
+    ours, paper = report, report["paper_conventions"]
+    assert ours["n_replies"] == 3 and paper["sent_cnt"] == 3 and paper["system_prefix"] == 1.0
+    assert ours["bleu@1"] != paper["bleu@1"]  # lower-cased regex tokens + smoothing vs the papers' way
+    assert paper["dist@1"] == pytest.approx(8 / 3)

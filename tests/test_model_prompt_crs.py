@@ -91,12 +91,15 @@ def test_each_graph_switch_changes_item_scores(features_dir):
     batch = None
     scores = {}
     for name, flags in {"all": {}, "no_cooc": {"use_cooccurrence_graph": False},
-                        "no_text": {"use_text_graph": False}, "no_image": {"use_image_graph": False}}.items():
+                        "no_text": {"use_text_graph": False}, "no_image": {"use_image_graph": False},
+                        "authors": {"fusion": "authors"},
+                        "authors_redial": {"fusion": "authors", "cooccurrence_input": "embedding"}}.items():
         model = build(features_dir, **flags).eval()
         batch = batch or batch_for(model, "rec")
         scores[name] = model.recommend(batch).item_scores
-    for name in ("no_cooc", "no_text", "no_image"):
+    for name in ("no_cooc", "no_text", "no_image", "authors"):
         assert not torch.allclose(scores[name], scores["all"]), name
+    assert not torch.allclose(scores["authors_redial"], scores["authors"])
 
 
 @torch.no_grad()
@@ -265,10 +268,10 @@ def test_bfloat16_lm_weights(features_dir):
     assert model.generate(batch_for(model, "generate"), max_new_tokens=3, num_beams=2).shape[0] == 2
 
 
-@pytest.mark.parametrize("task", ["rec", "conv"])
-def test_step_rows_table_gives_the_full_tables_loss_and_gradients(features_dir, task):
+@pytest.mark.parametrize("task,fusion", [("rec", "sum"), ("conv", "sum"), ("rec", "authors"), ("conv", "authors")])
+def test_step_rows_table_gives_the_full_tables_loss_and_gradients(features_dir, task, fusion):
     """A training step computes only the rows it reads (step_rows): same loss, same gradients."""
-    model = build(features_dir).train()
+    model = build(features_dir, fusion=fusion).train()
     batch = batch_for(model, task)
     runs = []
     for rows in (None, model.step_rows(batch, task)):

@@ -104,3 +104,13 @@ def test_cli_exits_2_naming_the_key_before_any_work(capsys):
     assert "config key 'rec.epoch' must be an integer" in capsys.readouterr().err
     assert main(["-c", MSCRS, "--set", "rec.epoch=[1,"]) == 2
     assert "override 'rec.epoch=[1,': the value is not valid YAML" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value,ok", [("recall@50", True), ("recall@10_mention", True), ("hit@50", True),
+                                      ("crslab_ndcg@10", True), ("hit@50_mention", False), ("recall@5", False)])
+def test_rec_select_metric_names_one_vocabulary(value, ok):
+    """Per-turn recall@K, per-mention recall@K_mention, CRSLab's hit@K (docs/evaluation.md)."""
+    from crslab_mscrs.config_schema import value_problems
+
+    problems = dict(value_problems({"model": "MSCRS", "rec_select_metric": value}))
+    assert ("rec_select_metric" not in problems) is ok

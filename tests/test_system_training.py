@@ -115,6 +115,18 @@ def test_fit_writes_metrics_and_rankings(env, full_run):
     assert set(rankings) == test_turns and len(test_turns) == 4
     assert (full_run.system.run_dir / "rankings.jsonl").read_text() == \
         (env.root / "full" / "rankings.jsonl").read_text()
+    # one vocabulary: per-turn recall@K from the rankings file, CRSLab's hit@K under its own name
+    from crslab_mscrs.evaluation.instances import RecInstance
+    from crslab_mscrs.evaluation.ranking import ranking_metrics
+
+    turns = [RecInstance(t.conv_id, t.turn_index, tuple(t.items), ()) for t in full_run.system.test_dataloader.turns
+             if t.is_system and t.items]
+    recomputed = ranking_metrics(turns, rankings)
+    for name in ("recall@1", "recall@10", "ndcg@10", "recall@1_mention"):
+        assert rec[name] == pytest.approx(recomputed[name]), name
+    assert {"hit@1", "hit@10", "hit@50", "crslab_ndcg@10", "crslab_mrr@10"} <= set(rec)
+    assert stages["rec"]["valid_selection_metric"] == "recall@50" and stages["conv"]["valid_selection_metric"] == "loss"
+    assert conv["generation"]["paper_conventions"]["system_prefix"] == 1.0  # MSCRS: "System: " prefix
 
 
 def test_test_split_is_evaluated_once_per_stage(full_run):
@@ -315,6 +327,12 @@ def test_time_bounded_stage_caps_batches_and_skips_validation(env):
     assert calls == [("rec_metrics", "test")]  # no valid pass, test once
     assert results["rec"]["chosen_epoch"] == 1
     assert [h["valid"] for h in results["rec"]["valid_history"]] == [None, None]
+    # metrics.json records what was trained, for crslab_mscrs/evaluation/budget.py
+    assert [h["batches"] for h in results["rec"]["valid_history"]] == [1, 1]
+    budget = results["rec"]["budget"]
+    assert budget["epochs"] == 2 and budget["max_batches_per_epoch"] == 1
+    assert budget["batches_per_epoch"] == system.train_dataloader.num_batches("rec", budget["batch_size"])
+    assert results["rec"]["valid_selection_metric"].startswith("none (validate: false")
 
 
 def test_time_limit_ends_the_stage_after_the_batch_that_passes_it(env):

@@ -1,15 +1,18 @@
-"""Reference baselines that must appear in every table (docs/evaluation.md#baselines): Naive and Popularity.
+"""Reference baselines that must appear in every table (docs/evaluation.md#baselines).
 
+- ``naive``: the standard Naive of Kostric & Balog (SIGIR '26): the items mentioned so far
+  in the conversation (earlier turns, either role), most recent mention first, each once,
+  and NOTHING after them. Its rankings are short (empty before the first mention), which is
+  legitimate for it alone (:data:`SHORT_RANKINGS`). Under ``dedup`` every label is by
+  definition absent from that list, so it scores exactly 0 there.
+- ``naive_pop``: the hybrid: Naive's list, then the remaining items in popularity order so
+  the ranking is complete. Never called Naive; its ``dedup`` recall at large K comes from
+  the popularity fill.
 - ``popularity``: items ordered by how often they are mentioned in the TRAIN split (every
   mention by either role counts; ties by position in ``movie_ids.json``). The same list
   for every turn.
-- ``naive``: the items mentioned so far in the conversation (earlier turns, either role),
-  most recent mention first, each once; then the remaining items in popularity order so
-  the ranking is complete. Under ``dedup`` every label is by definition absent from the
-  mentioned-so-far prefix, so Naive's own signal scores exactly 0 there; whatever
-  Recall it gets under ``dedup`` at large K comes from the popularity fill.
 
-Both write the :mod:`crslab_mscrs.evaluation.rankings` schema.
+All write the :mod:`crslab_mscrs.evaluation.rankings` schema.
 """
 from __future__ import annotations
 
@@ -22,7 +25,15 @@ from crslab_mscrs.evaluation.instances import (RecInstance, build_instances, loa
                                                unique_turns)
 from crslab_mscrs.evaluation.rankings import MIN_RANKING_LENGTH, RankingRecord
 
-BASELINES = ("naive", "popularity")
+BASELINES = ("naive", "naive_pop", "popularity")
+SHORT_RANKINGS = frozenset({"naive"})
+"""Baselines whose rankings may be shorter than ``MIN_RANKING_LENGTH`` (read and write them with
+:func:`min_ranking_length`)."""
+
+
+def min_ranking_length(name: str, n_items: int) -> int:
+    """Shortest ranking accepted from model or baseline ``name`` over ``n_items`` items."""
+    return 0 if name in SHORT_RANKINGS else min(MIN_RANKING_LENGTH, n_items)
 
 
 def mention_counts(conversations: Iterable[Mapping], entity2id: Mapping[str, int],
@@ -55,10 +66,16 @@ def popularity_rankings(turns: Iterable[RecInstance], order: Sequence[int],
     return [RankingRecord(turn.conv_id, turn.turn_index, top) for turn in unique_turns(turns)]
 
 
+def mentioned_so_far(history_items: Sequence[int]) -> List[int]:
+    """The standard Naive ranking: mentioned items, most recent first, each once, nothing else."""
+    return list(dict.fromkeys(reversed(history_items)))
+
+
 def naive_ranking(history_items: Sequence[int], fill_order: Sequence[int], length: int) -> List[int]:
-    """Mentioned items, most recent first (each once), then ``fill_order`` minus those."""
+    """The ``naive_pop`` hybrid: mentioned items, most recent first (each once), then
+    ``fill_order`` minus those, ``length`` items in all."""
     _check_length(length, fill_order)
-    ranked = list(dict.fromkeys(reversed(history_items)))
+    ranked = mentioned_so_far(history_items)
     taken = set(ranked)
     for item in fill_order:
         if len(ranked) >= length:
@@ -70,9 +87,15 @@ def naive_ranking(history_items: Sequence[int], fill_order: Sequence[int], lengt
 
 def naive_rankings(turns: Iterable[RecInstance], fill_order: Sequence[int],
                    length: int = MIN_RANKING_LENGTH) -> List[RankingRecord]:
-    """One naive ranking per distinct turn of ``turns``."""
+    """One ``naive_pop`` ranking per distinct turn of ``turns``."""
     return [RankingRecord(turn.conv_id, turn.turn_index,
                           tuple(naive_ranking(turn.history_items, fill_order, length)))
+            for turn in unique_turns(turns)]
+
+
+def standard_naive_rankings(turns: Iterable[RecInstance]) -> List[RankingRecord]:
+    """One standard Naive ranking (:func:`mentioned_so_far`, possibly empty) per distinct turn."""
+    return [RankingRecord(turn.conv_id, turn.turn_index, tuple(mentioned_so_far(turn.history_items)))
             for turn in unique_turns(turns)]
 
 
@@ -80,7 +103,8 @@ def baseline_rankings(name: str, dataset_dir: Union[str, Path], split: str = "te
                       length: int = MIN_RANKING_LENGTH) -> List[RankingRecord]:
     """Rankings of baseline ``name`` for every recommendation turn of ``split``.
 
-    Popularity is counted on ``train_data.json`` of the same built dataset.
+    Popularity is counted on ``train_data.json`` of the same built dataset; ``length`` does not
+    apply to ``naive`` (its rankings are as long as the mentions so far).
     """
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose from {BASELINES}")
@@ -91,6 +115,8 @@ def baseline_rankings(name: str, dataset_dir: Union[str, Path], split: str = "te
     turns = build_instances(load_split(dataset_dir, split), entity2id, item_ids, "full")
     if name == "popularity":
         return popularity_rankings(turns, order, length)
+    if name == "naive":
+        return standard_naive_rankings(turns)
     return naive_rankings(turns, order, length)
 
 

@@ -20,12 +20,18 @@ Sources of the definitions:
   (embedding average; vector extrema from Forgues et al., 2014; greedy matching from Rus and
   Lintean, 2012). They need real word vectors; without them every function returns ``None``
   ("n/a"): nothing here ever invents vectors.
+
+:func:`paper_convention_metrics` scores the same replies the way the papers' scripts do
+(UniCRS / MSCRS ``evaluate_conv.py``: whitespace tokens, case kept, unsmoothed BLEU, counts over
+non-empty replies), so that a reader can set our numbers next to theirs; always labelled
+"paper conventions".
 """
 from __future__ import annotations
 
 import math
 import re
 from collections import Counter
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -280,3 +286,72 @@ def corpus_generation_metrics(hypotheses: Sequence[Sequence[str]],
         for name in EMBEDDING_METRICS:
             result[name] = float(np.mean([scores[name] for scores in per_reply]))
     return result
+
+
+# --------------------------------------------------------------------------- paper conventions
+@dataclass(frozen=True)
+class PaperConventionScores:
+    """Generation scores as the papers' own scripts compute them (see :func:`paper_convention_metrics`).
+
+    Not comparable with :func:`corpus_generation_metrics` (other tokens, no smoothing, other
+    denominators): reported beside it under the label "paper conventions"."""
+    bleu: Tuple[float, float, float, float]   # bleu@1..4
+    dist: Tuple[float, float, float, float]   # dist@1..4
+    item_ratio: float                         # <movie> slots per counted reply
+    sent_cnt: int                             # replies counted (non-empty after the prefix)
+    system_prefix: bool                       # "System: " prepended (MSCRS) or not (UniCRS)
+
+    def as_dict(self) -> Dict[str, float]:
+        out: Dict[str, float] = {f"bleu@{n}": value for n, value in enumerate(self.bleu, start=1)}
+        out.update({f"dist@{n}": value for n, value in enumerate(self.dist, start=1)})
+        out.update(item_ratio=self.item_ratio, sent_cnt=self.sent_cnt, system_prefix=float(self.system_prefix))
+        return out
+
+
+SYSTEM_PREFIX = "System: "
+_SLOT = re.compile(r"<movie>")
+
+
+def _unsmoothed_bleu(hypothesis: Sequence[str], reference: Sequence[str], n: int) -> float:
+    """nltk's ``sentence_bleu([reference], hypothesis, weights)`` with weight 1 on order ``n``
+    and no smoothing: a reply with no matching n-gram of that order scores 0."""
+    import warnings
+
+    weights = [0.0] * 4
+    weights[n - 1] = 1.0
+    with warnings.catch_warnings():  # nltk warns about zero counts; the score is then ~0
+        warnings.simplefilter("ignore")
+        return float(sentence_bleu([list(reference)], list(hypothesis), weights))
+
+
+def paper_convention_metrics(predictions: Sequence[str], references: Sequence[str],
+                             system_prefix: bool = False,
+                             slot_counts: Optional[Sequence[int]] = None) -> PaperConventionScores:
+    """BLEU@1..4, Dist@1..4 and item ratio as UniCRS's ``src/evaluate_conv.py``
+    (``ConvEvaluator``, wxl1999/UniCRS) computes them; ``system_prefix`` prepends "System: " to
+    prediction and reference, as MSCRS's conversation evaluation does:
+
+    - raw strings stripped, split on whitespace, case kept;
+    - BLEU@n: unsmoothed nltk sentence BLEU of order n alone, summed over ALL replies;
+    - Dist@n: distinct n-grams over all replies;
+    - item ratio: number of ``<movie>`` slots (``slot_counts``: the slots each reply had before
+      they were filled with names, when the predictions given are the filled replies);
+    - each divided by ``sent_cnt``, the number of non-empty predictions.
+    """
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    prefix = SYSTEM_PREFIX if system_prefix else ""
+    predictions = [(prefix + p).strip() for p in predictions]
+    references = [(prefix + r).strip() for r in references]
+    sent_cnt = sum(1 for p in predictions if len(p) > 0)
+    bleu_sums, seen = [0.0] * 4, [set() for _ in range(4)]
+    for prediction, reference in zip(predictions, references):
+        hyp, ref = prediction.split(), reference.split()
+        for n in range(1, 5):
+            seen[n - 1].update(ngrams(hyp, n))
+            bleu_sums[n - 1] += _unsmoothed_bleu(hyp, ref, n)
+    slots = sum(slot_counts) if slot_counts is not None else sum(len(_SLOT.findall(p)) for p in predictions)
+    if sent_cnt == 0:  # the script reports 0 for everything
+        return PaperConventionScores((0.0,) * 4, (0.0,) * 4, 0.0, 0, system_prefix)
+    return PaperConventionScores(tuple(s / sent_cnt for s in bleu_sums), tuple(len(s) / sent_cnt for s in seen),
+                                 slots / sent_cnt, sent_cnt, system_prefix)

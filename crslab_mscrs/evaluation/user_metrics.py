@@ -56,9 +56,10 @@ def user_metrics(instances: Iterable[RecInstance], rankings: Mapping[TurnKey, Se
         rewards = []
         for turn_index in sorted(turn_indices):
             key = (conv_id, turn_index)
-            if key not in rankings or not rankings[key]:
+            if key not in rankings:
                 raise KeyError(f"no ranking for scored turn (conv_id, turn_index) = {key}")
-            answer = answers[conv_id].get(rankings[key][0])
+            # an empty ranking (the standard Naive before any mention) recommends nothing: reward 0
+            answer = answers[conv_id].get(rankings[key][0]) if rankings[key] else None
             rewards.append(item_reward(answer) if answer is not None else 0.0)
         successes += any(reward > 0 for reward in rewards)
         rdl_total += sum(rewards) / dialogue_lengths[conv_id]

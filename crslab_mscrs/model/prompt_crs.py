@@ -69,8 +69,17 @@ class PromptCRSConfig:
     use_image_graph: bool
     lambda_text: float
     lambda_image: float
-    fusion: str                             # "sum" (paper) | "mean": see MultimodalEntityEncoder
+    fusion: str                             # "sum" (paper) | "mean" | "authors": see MultimodalEntityEncoder
     lightgcn_layers: int
+    cooccurrence_input: str                 # fusion authors: "e0" (INSPIRED code) | "embedding" (ReDial code)
+    cooccurrence_layers: int                # fusion authors: K co-occurrence layers (authors: 3)
+    graph_edge_weights: Optional[str]       # "weighted" | "unweighted"; None: unweighted for authors
+
+    def edge_weights_used(self) -> bool:
+        """Whether graph edge weights enter A (``graph_edge_weights``; unset: not under
+        ``fusion: authors``, whose ``CustomGCNConv`` ignores them, and yes otherwise)."""
+        choice = self.graph_edge_weights or ("unweighted" if self.fusion == "authors" else "weighted")
+        return choice == "weighted"
     n_prefix_rec: int
     n_prefix_conv: int
     contrastive_weight: float
@@ -111,6 +120,8 @@ def build_entity_encoder(n_entity: int, entity_kg: Mapping, item_ids: torch.Tens
     dim = config.entity_dim or lm_hidden // 2
     kg_encoder = RGCNKGEncoder(n_entity, dim, edge_index, edge_type, num_relations, config.num_bases)
 
+    weighted = config.edge_weights_used()
+
     def propagation(key: str, item_space: bool) -> Optional[LightGCNPropagation]:
         graph = graphs.get(key)
         if not getattr(config, key) or graph is None:
@@ -121,14 +132,16 @@ def build_entity_encoder(n_entity: int, entity_kg: Mapping, item_ids: torch.Tens
             num_nodes = int(item_ids.numel())
         else:
             num_nodes = n_entity
-        return LightGCNPropagation(graph["edge_index"], num_nodes, graph["edge_weight"], config.lightgcn_layers)
+        layers = config.cooccurrence_layers if config.fusion == "authors" and not item_space else config.lightgcn_layers
+        return LightGCNPropagation(graph["edge_index"], num_nodes, graph["edge_weight"] if weighted else None, layers)
 
     return MultimodalEntityEncoder(
         kg_encoder, item_ids, lm_hidden,
         cooccurrence=propagation("use_cooccurrence_graph", item_space=False),
         text=propagation("use_text_graph", item_space=True),
         image=propagation("use_image_graph", item_space=True),
-        lambda_text=config.lambda_text, lambda_image=config.lambda_image, fusion=config.fusion)
+        lambda_text=config.lambda_text, lambda_image=config.lambda_image, fusion=config.fusion,
+        cooccurrence_input=config.cooccurrence_input)
 
 
 def load_semantic_graphs(config: PromptCRSConfig, features_dir: Path, dataset_dir=None,

@@ -18,7 +18,7 @@ sub-adjacency keeps the full graph's normalisation, so the rows asked for are ex
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -101,16 +101,23 @@ class LightGCNPropagation(nn.Module):
         With ``nodes``, an output row is exact when the node's L-hop neighbourhood lies in
         ``nodes`` (use :meth:`receptive_field`); rows at the border are not.
         """
+        return (x + sum(self.layers(x, nodes))) / (self.num_layers + 1)
+
+    def layers(self, x: torch.Tensor, nodes: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+        """The propagated layers ``[A_hat x, A_hat^2 x, ..., A_hat^L x]`` (layer 0 = ``x`` NOT
+        included), for fusions that weight the layers themselves (``fusion: authors``,
+        :class:`~crslab_mscrs.model.entity_encoder.MultimodalEntityEncoder`). ``nodes`` as in
+        :meth:`forward`."""
         expected = self.num_nodes if nodes is None else nodes.numel()
         if x.size(0) != expected:
             raise ValueError(f"expected {expected} rows, got {x.size(0)}.")
         adjacency = self.adjacency if nodes is None else self._sub_adjacency(nodes)
         adjacency = adjacency.to(dtype=x.dtype)
-        layer, total = x, x
+        out, layer = [], x
         for _ in range(self.num_layers):
             layer = torch.sparse.mm(adjacency, layer)
-            total = total + layer
-        return total / (self.num_layers + 1)
+            out.append(layer)
+        return out
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}(num_nodes={self.num_nodes}, edges={self.num_edges}, "

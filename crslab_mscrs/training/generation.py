@@ -60,7 +60,9 @@ class Generation:
         replies = self.generate_replies(system.test_dataloader, batch_size, journal=journal)
         metrics = {"loss": loss, "ppl": math.exp(min(loss, 50)), "n_tokens": tokens,
                    "generation": generation_metrics([r["reply"] for r in replies], [r["reference"] for r in replies],
-                                                    [r["n_slots"] > 0 for r in replies], nll, tokens)}
+                                                    [r["n_slots"] > 0 for r in replies], nll, tokens,
+                                                    slot_counts=[r["n_slots"] for r in replies],
+                                                    system_prefix=system.opt.get("model") == "MSCRS")}
         path = system.outputs.write_replies(replies)
         journal.remove()
         logger.info(f"[conv test: loss {loss:.4f}, ppl {metrics['ppl']:.2f}; replies in {path}]")

@@ -130,6 +130,7 @@ class TrainingLoop:
         if stage == "conv":
             system.demonstrations.attach(system.loaders())
         n_batches = system.train_dataloader.num_batches(stage, settings.batch_size)
+        self.full_epoch_batches = n_batches  # before max_batches_per_epoch: metrics.json "budget"
         if settings.max_batches_per_epoch:
             n_batches = min(n_batches, settings.max_batches_per_epoch)
         total_steps = ceil(n_batches / self.grad_accum) * settings.epochs
@@ -174,7 +175,7 @@ class TrainingLoop:
             else:  # no valid pass: the latest epoch is the chosen one
                 value = None
             improved = progress.improves(value, maximise=stage != "conv")
-            progress.history.append(EpochRecord(epoch, value, out_of_time))
+            progress.history.append(EpochRecord(epoch, value, out_of_time, self.last_epoch_batches))
             if improved:
                 progress.best_value, progress.best_epoch = value, epoch
                 save_weights(system.run_dir / f"{stage}_best.pth", system.net, stage=stage, epoch=epoch, valid=value)
@@ -190,6 +191,10 @@ class TrainingLoop:
             self.on_epoch_saved(stage, epoch)
             if out_of_time:
                 break
+        self.stage_budget = {"epochs": settings.epochs, "batch_size": settings.batch_size,
+                             "batches_per_epoch": self.full_epoch_batches,
+                             "max_batches_per_epoch": settings.max_batches_per_epoch,
+                             "time_limit_min": settings.time_limit_min, "validated": settings.validate}
         self.test_stage(stage, progress, settings.eval_batch_size)
         self.save_last(completed + [stage], None)
 
@@ -235,6 +240,7 @@ class TrainingLoop:
                                           self.grad_accum))
                 last_save = time.time()
         self.optimizer_step()  # leftover accumulated gradients
+        self.last_epoch_batches = n_batches  # batches of this epoch, resumed ones included
         loss = system.evaluator.optim_metrics.report().get(f"{stage}_loss")
         loss_value = loss.value() if loss is not None else float("nan")
         logger.info(f"[{stage} epoch {epoch}: train loss {loss_value:.4f} over {n_batches - start_batch} batches"
@@ -252,9 +258,15 @@ class TrainingLoop:
             load_trainable_state(system.net, best, str(best_path))
         logger.info(f"[{stage}: chosen epoch {progress.best_epoch} (valid {progress.best_value})]")
         system.model.eval()
-        summary = {"chosen_epoch": progress.best_epoch, "valid_selection_value": progress.best_value,
+        selection = {"pretrain": "recall@50 (pretrain, inflated)", "conv": "loss"}.get(
+            stage, getattr(system.evaluation, "selection_metric", system.settings.rec_select_metric))
+        if not (getattr(self, "stage_budget", None) or {}).get("validated", True):
+            selection = "none (validate: false, the last epoch is kept)"
+        summary = {"chosen_epoch": progress.best_epoch, "valid_selection_metric": selection,
+                   "valid_selection_value": progress.best_value,
                    "valid_history": [h.to_plain() for h in progress.history],
-                   "train_seconds": round(progress.train_seconds, 1)}  # train + valid passes
+                   "train_seconds": round(progress.train_seconds, 1),  # train + valid passes
+                   "budget": getattr(self, "stage_budget", None)}  # crslab_mscrs.evaluation.budget reads it
         with torch.no_grad():
             if stage == "pretrain":
                 summary["note"] = PRETRAIN_LOG_NAME + ": not a result"

@@ -79,8 +79,12 @@ def _jsonable(value):
 
 def generation_metrics(hypotheses: Sequence[str], references: Sequence[str],
                        recommended: Sequence[bool], nll_sum: Optional[float],
-                       n_tokens: Optional[int]) -> dict:
-    """Generation metrics of the test replies via :mod:`crslab_mscrs.evaluation.generation`.
+                       n_tokens: Optional[int], slot_counts: Optional[Sequence[int]] = None,
+                       system_prefix: bool = False) -> dict:
+    """Generation metrics of the test replies via :mod:`crslab_mscrs.evaluation.generation`;
+    ``paper_conventions`` holds the same replies scored as the papers' scripts do
+    (:func:`~crslab_mscrs.evaluation.generation.paper_convention_metrics`; ``system_prefix``:
+    MSCRS's "System: " prefix).
 
     Returns ``{"available": False, "error": ...}`` when that module is missing or fails:
     metrics are reported absent, never made up.
@@ -90,8 +94,11 @@ def generation_metrics(hypotheses: Sequence[str], references: Sequence[str],
     except ImportError as err:
         return {"available": False, "error": f"crslab_mscrs.evaluation.generation: {err}"}
     try:
-        return {"available": True, **_call_generation_module(gen, hypotheses, references, recommended,
-                                                             nll_sum, n_tokens)}
+        out = {"available": True, **_call_generation_module(gen, hypotheses, references, recommended,
+                                                            nll_sum, n_tokens)}
+        out["paper_conventions"] = gen.paper_convention_metrics(hypotheses, references, system_prefix,
+                                                                slot_counts).as_dict()
+        return out
     except Exception as err:  # a metric bug must not lose the run's other results
         logger.exception("generation metrics failed")
         return {"available": False, "error": repr(err)}

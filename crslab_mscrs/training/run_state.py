@@ -83,16 +83,21 @@ class EpochRecord:
     epoch: int
     valid: Optional[float]           # None: validation off
     time_limit_reached: bool = False
+    batches: Optional[int] = None    # training batches of this epoch (None: not recorded, older runs)
 
     def to_plain(self) -> dict:
         out = {"epoch": self.epoch, "valid": self.valid}
         if self.time_limit_reached:
             out["time_limit_reached"] = True
+        if self.batches is not None:
+            out["batches"] = self.batches
         return out
 
     @classmethod
     def from_plain(cls, data: dict) -> "EpochRecord":
-        return cls(int(data["epoch"]), data["valid"], bool(data.get("time_limit_reached", False)))
+        batches = data.get("batches")
+        return cls(int(data["epoch"]), data["valid"], bool(data.get("time_limit_reached", False)),
+                   int(batches) if batches is not None else None)
 
 
 @dataclass

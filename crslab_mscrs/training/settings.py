@@ -265,7 +265,7 @@ class RunSettings:
     run_dir: Path
     resume: bool
     bf16: bool
-    rec_select_metric: str
+    rec_select_metric: str           # per-turn recall@K (ours); recall@K_mention per mention; hit@K CRSLab's
     ranking_depth: int
     placeholder: str
     interact_top_k: int

@@ -1,8 +1,12 @@
 """Validation and test evaluation of a stage: ranking metrics, pre-training recall, conv NLL.
 
-- rec: CRSLab's evaluator metrics with one sample per (turn, label item), as CRSLab counts
-  them (``hit@k`` reported as ``recall@k``), plus the ranking of every test turn for
-  ``rankings.jsonl``; the checkpoint is chosen on ``rec_select_metric`` (default Recall@50);
+- rec: one metric vocabulary (docs/evaluation.md): per-turn ``recall@k`` / ``ndcg@k`` /
+  ``mrr@k`` (a turn's labels, averaged over turns, :func:`crslab_mscrs.evaluation.ranking.ranking_metrics`),
+  per-mention ``recall@k_mention`` etc., and CRSLab's own evaluator under ITS names, one sample
+  per (turn, label item): ``hit@k`` (never renamed recall), ``crslab_ndcg@k``, ``crslab_mrr@k``;
+  plus the ranking of every test turn for ``rankings.jsonl``. The checkpoint is chosen on
+  ``rec_select_metric`` (default per-turn ``recall@50``), which the stage's summary names
+  (``valid_selection_metric``);
 - pretrain: recall@1/10/50 over all entities, logged as "pretrain (inflated, response in
   input)": the response is in the input, so it is never reported as a result;
 - conv: summed token NLL of the references under teacher forcing (the conv checkpoint is
@@ -18,6 +22,8 @@ import torch.nn.functional as F
 from crslab.evaluator.metrics.base import AverageMetric
 from loguru import logger
 
+from crslab_mscrs.evaluation.instances import RecInstance
+from crslab_mscrs.evaluation.ranking import ranking_metrics
 from crslab_mscrs.training.loop import PRETRAIN_LOG_NAME
 
 TurnKey = Tuple[str, int]
@@ -71,6 +77,7 @@ class Evaluation:
                 raise KeyError(f"config key 'rec_select_metric': {key!r} is not one of {sorted(metrics)}")
         for name, value in metrics.items():
             system.log_scalar(f"rec/valid_{name}", value, epoch)
+        self.selection_metric = key
         return metrics[key]
 
     def _score_entity_ids(self, width: int) -> torch.Tensor:
@@ -110,13 +117,18 @@ class Evaluation:
 
     def rec_metrics(self, loader, batch_size: int, mode: str, epoch: int = -1
                     ) -> Tuple[Dict[str, float], Dict[TurnKey, List[int]]]:
-        """CRSLab evaluator metrics (one sample per (turn, item), like CRSLab) + turn rankings."""
+        """Per-turn and per-mention metrics (ours), CRSLab's evaluator metrics (one sample per
+        (turn, item): ``hit@k``, ``crslab_ndcg@k``, ``crslab_mrr@k``) and the turn rankings."""
         evaluator = self.system.evaluator
         evaluator.reset_metrics()
         item_column = {int(e): j for j, e in enumerate(self.item_ids.tolist())}
-        rankings, loss_sum, n_labels = {}, 0.0, 0
+        rankings, loss_sum, n_labels, turns = {}, 0.0, 0, []
         for meta, ranked, scores in self.rank_turns(loader, batch_size, mode):
-            rankings[(meta["conv_ids"], meta["turn_indices"])] = ranked
+            key = (meta["conv_ids"], meta["turn_indices"])
+            rankings[key] = ranked
+            labels = tuple(int(label) for label in meta["items"] if int(label) in item_column)
+            if labels:  # a turn whose labels lie outside the item set is not scored per turn
+                turns.append(RecInstance(key[0], int(key[1]), labels, ()))
             for label in meta["items"]:
                 evaluator.rec_evaluate(ranked[:50], int(label))
                 if int(label) in item_column:
@@ -125,7 +137,12 @@ class Evaluation:
         evaluator.optim_metrics.add("rec_loss", AverageMetric(loss_sum, max(n_labels, 1)))
         evaluator.report(epoch=epoch, mode=mode)
         report = evaluator.rec_metrics.report()
-        metrics = {name.replace("hit@", "recall@"): float(metric.value()) for name, metric in report.items()}
+        # CRSLab's names for CRSLab's per-(turn, item) metrics: hit@k stays hit@k
+        metrics = {(name if name.startswith("hit@") else f"crslab_{name}"): float(metric.value())
+                   for name, metric in report.items()}
+        if turns:
+            ours = ranking_metrics(turns, rankings, ks=(1, 10, 50))
+            metrics.update({name: value for name, value in ours.items() if "@" in name})
         metrics["loss"] = loss_sum / max(n_labels, 1)
         metrics["n_turns"], metrics["n_samples"] = len(rankings), n_labels
         return metrics, rankings
