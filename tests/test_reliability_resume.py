@@ -176,8 +176,26 @@ def test_a_time_bounded_stage_makes_the_resume_inexact():
     assert reason.startswith("stage(s) rec bounded by time_limit_min")
 
 
+def test_another_cpu_thread_count_makes_the_resume_inexact(monkeypatch):
+    """Float sums are split across threads: a resume with other threads differs in the last digits."""
+    import torch
+
+    from crslab_mscrs.training.run_state import RngState, RunCheckpoint
+
+    checkpoint = RunCheckpoint(["pretrain"], None, {"w": torch.zeros(1)}, None, None, 0, RngState.capture(), {},
+                               "cpu", cpu_threads=torch.get_num_threads())
+    assert checkpoint.inexact_reasons("cpu") == []
+    restored = RunCheckpoint.from_plain(checkpoint.to_plain())
+    monkeypatch.setattr(torch, "get_num_threads", lambda: checkpoint.cpu_threads + 1)
+    (reason,) = restored.inexact_reasons("cpu")
+    assert reason.startswith(f"written with {checkpoint.cpu_threads} CPU thread(s), resumed with "
+                             f"{checkpoint.cpu_threads + 1}")
+
+
 SIGKILL_AT_REC_BATCH_2 = """
 import os, signal, sys
+import torch
+torch.set_num_threads(1)  # as the test process (conftest.py): another thread count changes float sums
 sys.path.insert(0, sys.argv[1])
 from crslab_mscrs.cli import main
 from crslab_mscrs.training.system import MSCRSSystem

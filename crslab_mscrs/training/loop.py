@@ -120,7 +120,7 @@ class TrainingLoop:
             optimizer=self.optimizer.state_dict() if progress else None,
             scheduler=self.scheduler.state_dict() if progress else None,
             global_step=self.global_step, rng=RngState.capture(), results=self.results,
-            device=self.system.device.type),
+            device=self.system.device.type, cpu_threads=torch.get_num_threads()),
             self.system.run_dir / "last.pth")
 
     def train_stage(self, stage: str, completed: List[str], checkpoint: Optional[RunCheckpoint]) -> None:

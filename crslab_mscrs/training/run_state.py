@@ -151,6 +151,7 @@ class RunCheckpoint:
     rng: RngState
     results: Dict[str, dict]                     # metrics.json ``stages`` so far
     device: str = ""                             # device type that wrote it ("": not recorded)
+    cpu_threads: int = 0                         # torch CPU threads of the writer (0: not recorded)
 
     def describe(self) -> str:
         return (f"finished stages {self.completed}, "
@@ -160,6 +161,9 @@ class RunCheckpoint:
         """Why resuming on ``device`` (a device type) cannot give the uninterrupted run's results;
         ``timed_stages``: stages still to train that have a ``time_limit_min``."""
         reasons = []
+        if device == "cpu" and self.cpu_threads and self.cpu_threads != torch.get_num_threads():
+            reasons.append(f"written with {self.cpu_threads} CPU thread(s), resumed with {torch.get_num_threads()} "
+                           "(float sums split differently: results differ in the last digits)")
         if self.device and self.device != device:
             reasons.append(f"written on {self.device}, resumed on {device} (other kernels and random streams)")
         n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -175,11 +179,12 @@ class RunCheckpoint:
                 "current": self.current.to_plain() if self.current is not None else None,
                 "model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
                 "global_step": self.global_step, "rng": self.rng.to_plain(), "results": self.results,
-                "device": self.device}
+                "device": self.device, "cpu_threads": self.cpu_threads}
 
     @classmethod
     def from_plain(cls, data: dict) -> "RunCheckpoint":
         current = data.get("current")
         return cls(list(data["completed"]), StageProgress.from_plain(current) if current else None, data["model"],
                    data.get("optimizer"), data.get("scheduler"), int(data.get("global_step", 0)),
-                   RngState.from_plain(data["rng"]), data.get("results", {}), str(data.get("device", "")))
+                   RngState.from_plain(data["rng"]), data.get("results", {}), str(data.get("device", "")),
+                   int(data.get("cpu_threads", 0)))
