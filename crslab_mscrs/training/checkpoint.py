@@ -30,6 +30,7 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
+from crslab_mscrs.training import distributed
 from crslab_mscrs.training.run_state import RunCheckpoint
 
 CHECKPOINT_VERSION = 2
@@ -69,12 +70,17 @@ def seed_everything(seed: int) -> None:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a kill never leaves half a file."""
+    """``torch.save`` to a temporary file, then rename: a kill never leaves half a file.
+    Under torchrun only rank 0 writes; every rank waits until the file is there."""
+    if not distributed.is_writer():
+        distributed.barrier()
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+    distributed.barrier()
 
 
 def save_run_checkpoint(checkpoint: RunCheckpoint, path: Path) -> None:

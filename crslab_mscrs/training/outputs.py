@@ -17,6 +17,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from loguru import logger
 
+from crslab_mscrs.training import distributed
+
 TurnKey = Tuple[str, int]
 
 
@@ -31,6 +33,8 @@ class RunOutputs:
     def write_rankings(self, rankings: Dict[TurnKey, List[int]]) -> None:
         from crslab_mscrs.evaluation.rankings import write_rankings_file
 
+        if not distributed.is_writer():  # torchrun: rank 0 writes
+            return
         for path in [self.run_dir / "rankings.jsonl"] + ([self.settings.rankings_out] if self.settings.rankings_out
                                                          else []):
             count = write_rankings_file(path, rankings, self.ranking_depth)
@@ -39,11 +43,15 @@ class RunOutputs:
     def copy_rankings_if_missing(self) -> None:
         """A resumed run whose rec stage finished earlier still delivers ``rankings_out``."""
         source, target = self.run_dir / "rankings.jsonl", self.settings.rankings_out
+        if not distributed.is_writer():
+            return
         if target and source.is_file() and not Path(target).is_file():
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
 
     def write_metrics(self, results: Dict[str, dict]) -> None:
+        if not distributed.is_writer():
+            return
         metrics = {"model": self.settings.model_name, "dataset": self.settings.dataset, "seed": self.settings.seed,
                    "device": self.device_summary(), "stages": results}
         write_metrics_file(self.run_dir / "metrics.json", metrics)
@@ -53,6 +61,8 @@ class RunOutputs:
     def write_replies(self, replies: List[dict]) -> Path:
         """``test_replies.jsonl``: one generated reply per test recommender turn."""
         path = self.run_dir / "test_replies.jsonl"
+        if not distributed.is_writer():
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as handle:
             for reply in replies:
