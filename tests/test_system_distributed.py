@@ -42,19 +42,33 @@ def section(epochs, batch_size=5):
             "optimizer": {"name": "AdamW", "lr": 3e-3, "weight_decay": 0.01}, "warmup_steps": 1}
 
 
-def run_toy(root: str, run_name: str, stages=("pretrain", "rec", "conv"), **overrides) -> dict:
-    """Train the toy system in this process (one rank of a job, or the only process)."""
+class SimulatedKill(Exception):
+    pass
+
+
+def run_toy(root: str, run_name: str, stages=("pretrain", "rec", "conv"), kill_after=None, resume=False,
+            **overrides) -> dict:
+    """Train the toy system in this process (one rank of a job, or the only process);
+    ``kill_after=(stage, epoch)`` stops it once that epoch's checkpoint is saved."""
     torch.set_num_threads(1)
     vocab, side = toy_vocab_and_side_data()
     splits = toy_splits(n_train=6, n_valid=2, n_test=2)
-    features = write_toy_graphs(os.path.join(root, f"features_{run_name}"))
+    features = os.path.join(root, "features")
+    if distributed.is_writer() and not os.path.isdir(features):  # rank 0 writes, the others wait
+        write_toy_graphs(features)
+    distributed.barrier()
     opt = Opt(dataset="ReDial", tokenize="nltk", model="MSCRS", model_name="MSCRS", gpu=[-1], evaluator="rec",
               seed=0, lm="tiny-random-gpt2", text_encoder="tiny-random-bert", features_dir=str(features),
               save_dir=os.path.join(root, "save"), run_name=run_name, n_prefix_rec=2, n_prefix_conv=2,
               max_new_tokens=4, stages=list(stages), pretrain=section(1), rec=section(2), conv=section(1))
     opt.update(overrides)
     loaders = [MSCRSDataLoader(opt, splits[name], vocab) for name in ("train", "valid", "test")]
-    system = MSCRSSystem(opt, *loaders, vocab, side)
+    system = MSCRSSystem(opt, *loaders, vocab, side, restore_system=resume)
+    if kill_after is not None:
+        def kill(stage, epoch):
+            if (stage, epoch) == kill_after:
+                raise SimulatedKill
+        system.loop.on_epoch_saved = kill
     system.fit()
     return {"losses": system.data_parallel.losses, "run_dir": str(system.run_dir)}
 
@@ -65,6 +79,10 @@ def worker(rank: int, world: int, port: int, root: str, run_name: str, out: str)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         result = run_toy(root, run_name)
+        try:  # the same job killed after the first rec epoch, then resumed
+            run_toy(root, run_name + "_resumed", kill_after=("rec", 0))
+        except SimulatedKill:
+            result["resumed"] = run_toy(root, run_name + "_resumed", resume=True)
         with open(f"{out}.{rank}.json", "w") as handle:
             json.dump(result, handle)
     finally:
@@ -112,6 +130,16 @@ def test_two_processes_write_the_files_of_one(runs):
     generation_one, generation_two = one["conv"]["test"]["generation"], two["conv"]["test"]["generation"]
     assert generation_two.pop("ppl") == pytest.approx(generation_one.pop("ppl"), rel=LOSS_RTOL)
     assert generation_two == generation_one  # computed from the same replies
+
+
+def test_a_killed_two_process_run_resumes_to_the_same_result(runs):
+    uninterrupted = runs.ranks[0]
+    resumed = uninterrupted["resumed"]
+    n_after = len(resumed["losses"])  # the batches trained after the resume: rec epoch 1 and conv
+    assert 0 < n_after < len(uninterrupted["losses"])
+    assert resumed["losses"] == uninterrupted["losses"][-n_after:]
+    for name in ("rankings.jsonl", "test_replies.jsonl"):
+        assert read(resumed, name) == read(uninterrupted, name)
 
 
 def test_rows_of_a_global_batch_are_split_between_ranks():
