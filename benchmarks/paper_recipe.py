@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # this checkout's crslab_mscrs, also when another one is installed
 STEP_TYPES = ("pretrain", "pretrain_eval", "rec", "rec_eval", "conv", "conv_eval", "generation")
 
 
