@@ -45,6 +45,7 @@ class StepTiming:
     rows: int
     seconds: float
     n_timed: int
+    cpu_seconds: float = 0.0   # process CPU time (all threads): less sensitive to a shared machine
 
 
 @dataclass(frozen=True)
@@ -70,18 +71,23 @@ class Estimate:
     def total_seconds(self) -> float:
         return sum(c.batches * self.timings[c.kind].seconds for c in self.counts) / self.world_size
 
+    @property
+    def total_cpu_seconds(self) -> float:
+        return sum(c.batches * self.timings[c.kind].cpu_seconds for c in self.counts)
+
     def report(self) -> str:
         lines = [f"paper recipe {self.config} on {self.device}"
                  + (f", {self.world_size} processes (step times / {self.world_size})" if self.world_size > 1 else "")]
-        lines.append(f"{'step type':<14} {'rows':>5} {'s/batch':>9} {'timed':>5}")
+        lines.append(f"{'step type':<14} {'rows':>5} {'s/batch':>9} {'cpu s':>9} {'timed':>5}")
         for kind, t in self.timings.items():
-            lines.append(f"{kind:<14} {t.rows:>5} {t.seconds:>9.3f} {t.n_timed:>5}")
+            lines.append(f"{kind:<14} {t.rows:>5} {t.seconds:>9.3f} {t.cpu_seconds:>9.3f} {t.n_timed:>5}")
         lines.append(f"{'batches':>8}  {'step type':<14} {'hours':>8}  where")
         for c in self.counts:
             hours = c.batches * self.timings[c.kind].seconds / self.world_size / 3600
             lines.append(f"{c.batches:>8}  {c.kind:<14} {hours:>8.2f}  {c.where}")
         lines.append(f"expected wall time: {self.total_seconds / 3600:.1f} h ({self.total_seconds:.0f} s), "
                      "training and evaluation steps only (start-up, tokenisation and checkpoints not counted)")
+        lines.append(f"CPU time of those steps: {self.total_cpu_seconds / 3600:.1f} h (all processes together)")
         lines.append(f"peak memory (of this estimate, same models and batch sizes): host RSS {self.peak_host_mb:.0f} MB"
                      + (f", GPU {self.peak_gpu_mb:.0f} MB" if self.peak_gpu_mb is not None else ""))
         return "\n".join(lines)
@@ -96,20 +102,22 @@ def harness():
 
 def timed(kind: str, batches: Iterator[dict], step: Callable[[dict], None], steps: int, sync) -> StepTiming:
     """Run ``step`` on ``steps`` batches (built before the clock starts)."""
-    seconds, rows = [], 0
+    seconds, cpu, rows = [], [], 0
     for _ in range(steps):
         batch = next(batches, None)
         if batch is None:
             break
         rows = max(rows, int(batch["input_ids"].shape[0]))
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         step(batch)
         sync()
         seconds.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
     if not seconds:
         return StepTiming(kind, 0, 0.0, 0)
-    kept = seconds[1:] if len(seconds) > 1 else seconds  # the first batch pays lazy set-up
-    return StepTiming(kind, rows, sum(kept) / len(kept), len(seconds))
+    first = 1 if len(seconds) > 1 else 0  # the first batch pays lazy set-up
+    return StepTiming(kind, rows, sum(seconds[first:]) / (len(seconds) - first), len(seconds),
+                      sum(cpu[first:]) / (len(cpu) - first))
 
 
 def measure(system, steps: int) -> Dict[str, StepTiming]:

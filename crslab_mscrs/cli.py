@@ -149,7 +149,7 @@ def build_system(opt: dict, data_root=None, save_dir=None, gpu: str = "-1", debu
 
 
 def run(args: argparse.Namespace) -> dict:
-    from crslab_mscrs.config import load_config
+    from crslab_mscrs.config import ConfigError, load_config
     from crslab_mscrs.compat.stage_selection import select_stages
     from crslab_mscrs.compat.prediction_capture import attach_test_capture, write_outputs
     from crslab_mscrs.training.checkpoint import seed_everything
@@ -175,6 +175,9 @@ def run(args: argparse.Namespace) -> dict:
         system.interact()
         return {}
     capture = None
+    if distributed.current().enabled and not getattr(system, "writes_own_outputs", False):
+        raise ConfigError(f"torchrun trains MSCRS and UniCRS only; run {opt['model']} as one process "
+                          "(python run_crslab.py ...)")
     if not getattr(system, "writes_own_outputs", False):  # CRSLab's own systems (KBRD, KGSF, ...)
         if opt["stages"] is not None:
             select_stages(system, opt["stages"])
