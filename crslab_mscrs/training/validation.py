@@ -111,7 +111,9 @@ class Evaluation:
             order = torch.topk(scores, depth, dim=-1).indices
             ranked = self.item_ids[order]
             meta = batch["meta"]
-            return [({k: v[i] for k, v in meta.items()}, ranked[i].tolist(), scores[i]) for i in range(len(order))]
+            # clone: a row view would carry (and, under torchrun, send) the whole batch's storage
+            return [({k: v[i] for k, v in meta.items()}, ranked[i].tolist(), scores[i].clone())
+                    for i in range(len(order))]
 
         for rows in self.system.data_parallel.map_batches(loader.get_rec_eval_data(batch_size), rank_batch):
             yield from rows
