@@ -1,8 +1,10 @@
 """Throughput of the frozen LM's step types, against this machine's measured matmul peak.
 
 For each step type and batch size: tokens/s, achieved TFLOP/s from the FLOP count below, and
-that as a share of the matmul peak measured in the same run (square ``--peak-size`` matmuls:
-float32 on a CPU, bfloat16 on a GPU).
+that as a share of the matmul peak measured in the same run (the best of ``--peak-repeats``
+square ``--peak-size`` matmuls: float32 on a CPU, bfloat16 on a GPU). On a shared machine both
+are measured under whatever else runs, so a share can exceed 100 % when the peak was timed in a
+busier moment than a step.
 
 FLOP count (multiply-add = 2 FLOP; decoder layers only, embeddings free; ``d`` hidden, ``kv``
 key/value width, ``f`` MLP width, ``L`` layers, ``P`` prefix, ``T`` tokens per row, causal):
@@ -142,6 +144,7 @@ def main(argv=None) -> int:
     p.add_argument("--checkpointing", action="store_true", help="lm_activation_checkpointing on")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--peak-size", type=int, default=2048)
+    p.add_argument("--peak-repeats", type=int, default=30, help="matmuls timed for the peak (the best counts)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -152,7 +155,7 @@ def main(argv=None) -> int:
 
         enable_activation_checkpointing(lm)
     dtype = torch.bfloat16 if args.bf16 else torch.float32
-    peak = matmul_peak(device, dtype, args.peak_size)
+    peak = matmul_peak(device, dtype, args.peak_size, args.peak_repeats)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"# {args.lm} on {name}; matmul peak {peak:.3f} TFLOP/s ({dtype}, {args.peak_size}^2)"
           + (", activation checkpointing" if args.checkpointing else ""))
