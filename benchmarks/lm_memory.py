@@ -6,7 +6,9 @@ tokens after ``--prefix`` trainable prefix key/value vectors per layer, the last
 scored against ``--n-items`` item vectors, cross-entropy, backward to the prefix and the item
 table (the LM is frozen). Each (batch size, mode) runs in a fresh process; ``base`` is its RSS
 once the model is built, ``peak`` its peak RSS during the step (the kernel's VmHWM, reset
-after the build), and ``step`` = peak - base is what the step itself adds.
+after the build), and ``step`` = peak - base is what the step itself adds. glibc keeps freed
+heap memory for reuse, so by default the peak RSS overstates the live tensors;
+``--malloc-mmap-threshold 65536`` makes every tensor an mmap returned when freed.
 
     python benchmarks/lm_memory.py                                   # SmolLM2-135M geometry, 8..64 rows
     python benchmarks/lm_memory.py --batches 16,64 --lm tiny-random-llama --context 64
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -38,8 +41,6 @@ SMOLLM2_135M = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=3
 
 def rss_mb() -> float:
     """Current resident set size (Linux ``/proc/self/statm``)."""
-    import os
-
     pages = int(open("/proc/self/statm").read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
@@ -116,6 +117,9 @@ def main(argv=None) -> int:
     p.add_argument("--lm", default="smollm2-135m")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--modes", default="off,on", help="checkpointing off / on (comma list)")
+    p.add_argument("--malloc-mmap-threshold", type=int, default=None, metavar="BYTES",
+                   help="MALLOC_MMAP_THRESHOLD_ of the step processes (glibc): with e.g. 65536 every tensor "
+                        "is mmapped and returned when freed, so the peak RSS is the peak of live memory")
     p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--checkpointing", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -129,7 +133,11 @@ def main(argv=None) -> int:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(batch), "--context", str(args.context),
                    "--prefix", str(args.prefix), "--n-items", str(args.n_items), "--lm", args.lm,
                    "--threads", str(args.threads)] + (["--checkpointing"] if mode == "on" else [])
-            row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+            env = dict(os.environ)
+            if args.malloc_mmap_threshold:
+                env["MALLOC_MMAP_THRESHOLD_"] = str(args.malloc_mmap_threshold)
+            row = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                            env=env).stdout.splitlines()[-1])
             rows.append(row)
             print(f"{batch:>5} {args.context:>6} {mode:>13} {row['base_rss_mb']:>8} {row['peak_rss_mb']:>8} "
                   f"{row['step_mb']:>8} {row['seconds']:>6}", flush=True)
