@@ -60,7 +60,8 @@ def run_toy(root: str, run_name: str, stages=("pretrain", "rec", "conv"), kill_a
     opt = Opt(dataset="ReDial", tokenize="nltk", model="MSCRS", model_name="MSCRS", gpu=[-1], evaluator="rec",
               seed=0, lm="tiny-random-gpt2", text_encoder="tiny-random-bert", features_dir=str(features),
               save_dir=os.path.join(root, "save"), run_name=run_name, n_prefix_rec=2, n_prefix_conv=2,
-              max_new_tokens=4, stages=list(stages), pretrain=section(1), rec=section(2), conv=section(1))
+              max_new_tokens=4, stages=list(stages), pretrain=section(1), rec=section(2, batch_size=11),
+              conv=section(1))
     opt.update(overrides)
     loaders = [MSCRSDataLoader(opt, splits[name], vocab) for name in ("train", "valid", "test")]
     system = MSCRSSystem(opt, *loaders, vocab, side, restore_system=resume)
@@ -70,7 +71,8 @@ def run_toy(root: str, run_name: str, stages=("pretrain", "rec", "conv"), kill_a
                 raise SimulatedKill
         system.loop.on_epoch_saved = kill
     system.fit()
-    return {"losses": system.data_parallel.losses, "run_dir": str(system.run_dir)}
+    return {"losses": system.data_parallel.losses, "run_dir": str(system.run_dir),
+            "padding_batches": system.data_parallel.padding_batches}
 
 
 def worker(rank: int, world: int, port: int, root: str, run_name: str, out: str) -> None:
@@ -111,8 +113,10 @@ def read(run: dict, name: str) -> str:
 
 def test_two_processes_follow_the_loss_curve_of_one(runs):
     single, (rank0, rank1) = runs.single["losses"], runs.ranks
-    assert len(single) >= 6  # pre-training, 2 rec epochs and conv, 2 global batches each
+    assert len(single) == 3 + 2 * 2 + 3  # pre-training and conv 12 rows in 5s, 2 rec epochs in 11s
     assert rank0["losses"] == rank1["losses"]  # every rank logs the global batch's loss
+    # 12 rec rows in batches of 11: the last global batch has 1 row, rank 1 runs it with weight 0
+    assert (rank0["padding_batches"], rank1["padding_batches"]) == (0, 2)
     assert rank0["losses"] == pytest.approx(single, rel=LOSS_RTOL)
 
 

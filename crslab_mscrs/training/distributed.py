@@ -151,6 +151,7 @@ class DataParallel:
     def __init__(self, shard: Optional[Shard] = None):
         self.shard = shard or current()
         self.losses: List[float] = []   # global loss of every training batch, in order (the loss curve)
+        self.padding_batches = 0        # batches this rank ran with weight 0 (no rows of its own)
 
     @property
     def enabled(self) -> bool:
@@ -191,6 +192,7 @@ class DataParallel:
             return LocalLoss(loss, value)
         if batch.get(PADDING_KEY):
             count = 0.0
+            self.padding_batches += 1
         elif stage == "conv":
             count = float((batch["labels"][:, 1:] != -100).sum())
         else:
