@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from math import ceil
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
 
