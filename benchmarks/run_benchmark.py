@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read-only shared data (raw ReDial for SR/RDL)")
     p.add_argument("--timeout", type=float, default=None, help="seconds before a model run is killed")
     p.add_argument("--gpu", default=None, help="passed to run_crslab.py -g (default: its 'auto')")
+    p.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
+                   help="launch MSCRS/UniCRS runs with torchrun --standalone --nproc_per_node=N (one process "
+                        "per GPU, or N gloo processes on a CPU); the config's batch sizes stay the global ones")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override passed to every model run (run_crslab.py --set), e.g. 'stages=[rec]'")
     p.add_argument("--no-run", action="store_true",
@@ -319,6 +322,7 @@ def _read_stats(path: Path) -> Optional[dict]:
 def _recipe(cmd: Sequence[str]) -> Dict[str, object]:
     """What decides a run's result in a ``run_crslab.py`` command line (not its paths)."""
     values = {flag: cmd[i + 1] for i, flag in enumerate(cmd[:-1]) if flag in ("--config", "--seed", "-g")}
+    values.update(a.split("=", 1) for a in cmd if a.startswith("--nproc_per_node="))  # the world size
     values["--set"] = command_overrides(cmd)
     return values
 
@@ -345,6 +349,13 @@ def die_with_parent(parent_pid: int):
             os._exit(1)
 
     return preexec
+
+
+def launcher(nproc_per_node: Optional[int]) -> List[str]:
+    """The interpreter, or ``torchrun`` (as ``python -m torch.distributed.run``) with N processes."""
+    if not nproc_per_node:
+        return [sys.executable]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}"]
 
 
 def run_subprocess(cmd: List[str], log_path: Path, timeout: Optional[float], append: bool = False
@@ -457,7 +468,7 @@ def run_model(model: str, ctx: DatasetContext, seed: int, args: argparse.Namespa
         record.status = "failed"
         record.error = f"config not found: {Path(args.config_dir) / model / (ctx.name + '.yaml')}"
         return [], record
-    cmd = [sys.executable, str(REPO_ROOT / "run_crslab.py"), "--config", str(config), "--seed", str(seed),
+    cmd = launcher(args.nproc_per_node) + [str(REPO_ROOT / "run_crslab.py"), "--config", str(config), "--seed", str(seed),
            "--data-root", str(data_root), "--rankings-out", str(rankings_path.resolve()),
            "--metrics-out", str(metrics_path.resolve()),
            "--save-dir", str((run_dir / CHECKPOINT_DIR).resolve())]  # never shared between runs

@@ -61,6 +61,12 @@ def resolve_gpu(flag: str) -> str:
     return "0" if torch.cuda.is_available() else "-1"
 
 
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def configure_logging(log_file: Optional[Path], debug: bool, stream=None) -> None:
     """loguru sinks: ``log_file`` (CRSLab's ``log/<name>.log``) and the console (stderr through
     ``tqdm.write`` so progress bars stay intact), INFO (DEBUG with ``-d``), ANSI colours only
@@ -68,9 +74,14 @@ def configure_logging(log_file: Optional[Path], debug: bool, stream=None) -> Non
     from loguru import logger
     from tqdm import tqdm
 
+    from crslab_mscrs.training import distributed
+
     stream = stream or sys.stderr
     level = "DEBUG" if debug else "INFO"
     logger.remove()
+    if not distributed.is_writer():  # torchrun: rank 0 logs, the others report errors only
+        logger.add(lambda msg: tqdm.write(msg, end="", file=stream), level="ERROR")
+        return
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         logger.add(str(log_file), level=level)
@@ -93,7 +104,10 @@ def make_crslab_config(opt: dict, gpu: str, debug: bool):
 
     config = Config.__new__(Config)
     config.opt = dict(opt)
-    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    from crslab_mscrs.training import distributed
+
+    if not distributed.current().enabled:  # under torchrun each rank uses cuda:LOCAL_RANK of all GPUs
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     config.opt["gpu"] = [int(g) for g in gpu.split(",")]
     model_name = opt.get("model") or "_".join(
         opt[key] for key in ("rec_model", "conv_model", "policy_model") if opt.get(key))
@@ -135,11 +149,12 @@ def build_system(opt: dict, data_root=None, save_dir=None, gpu: str = "-1", debu
 
 
 def run(args: argparse.Namespace) -> dict:
-    from crslab_mscrs.config import load_config
+    from crslab_mscrs.config import ConfigError, load_config
     from crslab_mscrs.compat.stage_selection import select_stages
     from crslab_mscrs.compat.prediction_capture import attach_test_capture, write_outputs
     from crslab_mscrs.training.checkpoint import seed_everything
     from crslab_mscrs.batches.dataloader import load_item_names
+    from crslab_mscrs.training import distributed
 
     opt = load_config(args.config, args.overrides)
     if args.seed is not None:
@@ -149,13 +164,20 @@ def run(args: argparse.Namespace) -> dict:
         if value:
             opt[key] = str(Path(value).resolve())
     started = time.time()
-    system, dataset = build_system(opt, args.data_root, args.save_dir, resolve_gpu(args.gpu), args.debug,
+    gpu = resolve_gpu(args.gpu)
+    if distributed.launched_by_torchrun():  # one process per device: cuda:LOCAL_RANK, or CPU with gloo
+        shard = distributed.init_from_env(use_cuda=gpu != "-1" and torch_cuda_available())
+        gpu = str(shard.local_rank) if gpu != "-1" and torch_cuda_available() else "-1"
+    system, dataset = build_system(opt, args.data_root, args.save_dir, gpu, args.debug,
                                    args.restore_data, args.save_data, args.restore_system, args.interact,
                                    args.tensorboard)
     if args.interact:
         system.interact()
         return {}
     capture = None
+    if distributed.current().enabled and not getattr(system, "writes_own_outputs", False):
+        raise ConfigError(f"torchrun trains MSCRS and UniCRS only; run {opt['model']} as one process "
+                          "(python run_crslab.py ...)")
     if not getattr(system, "writes_own_outputs", False):  # CRSLab's own systems (KBRD, KGSF, ...)
         if opt["stages"] is not None:
             select_stages(system, opt["stages"])
@@ -213,13 +235,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     from crslab_mscrs.training.checkpoint import CheckpointError
     from crslab_mscrs.training.run_lock import RunFolderLocked
 
+    from crslab_mscrs.training import distributed
+
     try:
         metrics = run(args)
     except (ConfigError, ModelLoadError, MissingPrerequisite, StaleArtifactError, CheckpointError,
             RunFolderLocked) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if metrics:
+    finally:
+        distributed.shutdown()
+    if metrics and distributed.is_writer():
         print(format_metrics_table(metrics))
     return 0
 

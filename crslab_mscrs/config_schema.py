@@ -124,7 +124,7 @@ TRANSFORMER: Dict[str, Spec] = {  # KBRD / KGSF (CRSLab)
 }
 
 MSCRS: Dict[str, Spec] = {  # MSCRS / UniCRS: crslab_mscrs.training.config_keys
-    "lm": STR, "lm_gguf_file": OPT_STR, "lm_dtype": OPT_STR, "text_encoder": STR, "entity_dim": OPT_POSITIVE,
+    "lm": STR, "lm_gguf_file": OPT_STR, "lm_dtype": OPT_STR, "lm_activation_checkpointing": BOOL, "text_encoder": STR, "entity_dim": OPT_POSITIVE,
     "num_bases": POSITIVE, "use_cooccurrence_graph": BOOL, "use_text_graph": BOOL, "use_image_graph": BOOL,
     "lambda_text": FLOAT(0), "lambda_image": FLOAT(0), "fusion": Spec("str", choices=("sum", "mean", "authors")),
     "cooccurrence_input": Spec("str", choices=("e0", "embedding")), "cooccurrence_layers": POSITIVE,

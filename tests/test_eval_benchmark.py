@@ -147,6 +147,15 @@ def test_recipe_comparison_reads_overrides_as_they_act():
         "--set: ['rec.epoch=1'] -> ['rec.epoch=2']"]
 
 
+def test_runs_launch_through_torchrun_and_the_world_size_is_part_of_the_recipe():
+    assert harness.launcher(None) == [sys.executable]
+    torchrun = harness.launcher(2)
+    assert torchrun[1:4] == ["-m", "torch.distributed.run", "--standalone"] and "--nproc_per_node=2" in torchrun
+    cmd = ["run_crslab.py", "--config", "c.yaml", "--seed", "0"]
+    assert harness.recipe_changes(harness.launcher(None) + cmd, torchrun + cmd) == [
+        "--nproc_per_node: None -> 2"]
+
+
 def test_unknown_model_is_rejected():
     with pytest.raises(SystemExit, match="unknown or empty --models"):
         harness.main(["--models", "naive,gpt9"])

@@ -46,6 +46,7 @@ from crslab_mscrs.batches.movie_mentions import MaskStats, mask_movie_mentions
 from crslab_mscrs.batches.source_text import MergedTurn, SplitText, match_split, turn_ids
 from crslab_mscrs.batches.text import Detokenizer, context_roles, detokenize_words, is_recommender, turn_text
 from crslab_mscrs.data.item_names import ItemNames, read_item_names
+from crslab_mscrs.training.distributed import PADDING_KEY, DataParallel
 from crslab_mscrs.training.settings import BatchSettings
 
 
@@ -402,10 +403,22 @@ class MSCRSDataLoader(BaseDataLoader):
         if max_batches:
             n_batches = min(n_batches, int(max_batches))
 
+        # under torchrun, training batches are global: each rank builds its rows of each
+        # (evaluation shards whole batches instead: DataParallel.map_batches)
+        parallel = DataParallel() if shuffle else None
+
         def batches() -> Iterator[dict]:
             for b in tqdm(range(start_batch, n_batches), desc=desc, leave=False, initial=start_batch,
                           total=n_batches):
-                yield batch_fn([rows[i] for i in order[b * batch_size:(b + 1) * batch_size]])
+                batch_rows = [rows[i] for i in order[b * batch_size:(b + 1) * batch_size]]
+                if parallel is None or not parallel.enabled:
+                    yield batch_fn(batch_rows)
+                    continue
+                mine, padding = parallel.shard_rows(batch_rows)
+                batch = batch_fn(mine)
+                if padding:
+                    batch[PADDING_KEY] = True
+                yield batch
         return batches()
 
     def num_batches(self, task: str, batch_size: int) -> int:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from crslab_mscrs.model.activation_checkpointing import enable_activation_checkpointing
 from crslab_mscrs.model.decoding import decode
 from crslab_mscrs.model.demonstrations import DemonstrationEncoder
 from crslab_mscrs.model.entity_encoder import MultimodalEntityEncoder
@@ -85,6 +86,7 @@ class PromptCRSConfig:
     contrastive_weight: float
     contrastive_temperature: float
     use_demonstrations: bool                # retrieved demonstrations as extra conv prompt vectors
+    lm_activation_checkpointing: bool = False  # recompute the frozen LM's layers in backward (.activation_checkpointing)
 
     @classmethod
     def from_opt(cls, opt: Mapping) -> "PromptCRSConfig":
@@ -172,6 +174,8 @@ class PromptCRS(nn.Module):
         for frozen in (lm, text_encoder):
             frozen.requires_grad_(False)
             frozen.eval()
+        if config.lm_activation_checkpointing:
+            enable_activation_checkpointing(lm)
         self.geometry = LMGeometry.from_config(lm.config)
         self.entity_encoder = entity_encoder
         self.prompt_encoder = PromptEncoder(text_encoder.config.hidden_size, self.geometry,

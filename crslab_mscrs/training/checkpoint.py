@@ -38,6 +38,7 @@ import torch
 from loguru import logger
 
 from crslab_mscrs.atomic_files import replacing
+from crslab_mscrs.training import distributed
 from crslab_mscrs.training.run_state import RunCheckpoint
 
 CHECKPOINT_VERSION = 2
@@ -87,9 +88,14 @@ def seed_everything(seed: int) -> None:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` to a uniquely named temporary file, then rename: a kill never leaves half a file."""
+    """``torch.save`` to a uniquely named temporary file, then rename: a kill never leaves half a file.
+    Under torchrun only rank 0 writes; every rank waits until the file is there."""
+    if not distributed.is_writer():
+        distributed.barrier()
+        return
     with replacing(path) as tmp:
         torch.save(obj, tmp)
+    distributed.barrier()
 
 
 def previous_path(path: Path) -> Path:
@@ -100,12 +106,17 @@ def previous_path(path: Path) -> Path:
 
 def save_run_checkpoint(checkpoint: RunCheckpoint, path: Path) -> None:
     """Write ``last.pth`` atomically; the ``last.pth`` it replaces becomes ``last.prev.pth``
-    (a kill between the two renames leaves ``last.prev.pth`` alone, which :func:`load_checkpoint` reads)."""
+    (a kill between the two renames leaves ``last.prev.pth`` alone, which :func:`load_checkpoint` reads).
+    Under torchrun only rank 0 writes; every rank waits until the file is there."""
+    if not distributed.is_writer():
+        distributed.barrier()
+        return
     path = Path(path)
     with replacing(path) as tmp:
         torch.save({"version": CHECKPOINT_VERSION, **checkpoint.to_plain()}, tmp)
         if path.is_file():
             os.replace(path, previous_path(path))
+    distributed.barrier()
 
 
 WEIGHTS_VERSIONS = (1, CHECKPOINT_VERSION)
@@ -149,7 +160,8 @@ def load_checkpoint(path: Path) -> Optional[RunCheckpoint]:
         if not (error.unreadable and previous.is_file()):
             raise
         kept = path.with_name(path.stem + ".unreadable" + path.suffix)
-        os.replace(path, kept)  # so that the next save does not make it last.prev.pth
+        if distributed.is_writer() and path.is_file():
+            os.replace(path, kept)  # so that the next save does not make it last.prev.pth
         why = f"is unreadable ({error}; kept as {kept.name})"
     checkpoint = RunCheckpoint.from_plain(_load_versioned(previous))
     logger.warning(f"[{path} {why}: resuming from the previous checkpoint {previous} "

@@ -7,7 +7,7 @@ from typing import Iterable
 from crslab_mscrs.training.settings import DATALOADER_KEYS, SYSTEM_KEYS
 
 MODEL_KEYS = {
-    "lm", "lm_gguf_file", "lm_dtype", "text_encoder", "entity_dim", "num_bases",
+    "lm", "lm_gguf_file", "lm_dtype", "lm_activation_checkpointing", "text_encoder", "entity_dim", "num_bases",
     "use_cooccurrence_graph", "use_text_graph", "use_image_graph", "lambda_text", "lambda_image", "fusion",
     "lightgcn_layers", "cooccurrence_input", "cooccurrence_layers", "graph_edge_weights", "features_dir", "n_prefix_rec", "n_prefix_conv", "contrastive_weight",
     "contrastive_temperature", "use_demonstrations",

@@ -19,6 +19,7 @@ from loguru import logger
 from tqdm import tqdm
 
 from crslab_mscrs.batches.movie_mentions import count_placeholders, fill_placeholders
+from crslab_mscrs.training import distributed
 from crslab_mscrs.training.checkpoint import temporary_weights, trainable_tensors
 from crslab_mscrs.training.generation_journal import (JOURNAL_NAME, GenerationJournal, rows_fingerprint,
                                                       state_fingerprint)
@@ -49,7 +50,8 @@ class Generation:
         """Perplexity and generation metrics on the test split; the replies go to
         ``test_replies.jsonl``. Progress is journaled, so a killed run resumes the pass."""
         system = self.system
-        journal = GenerationJournal(system.run_dir / JOURNAL_NAME, self.journal_key(system.test_dataloader, batch_size))
+        key = self.journal_key(system.test_dataloader, batch_size)
+        journal = distributed.shared_journal(lambda: GenerationJournal(system.run_dir / JOURNAL_NAME, key))
         if journal.nll is None:
             nll, tokens = system.evaluation.conv_nll(system.test_dataloader, batch_size)
             journal.record_nll(nll, tokens)
@@ -98,18 +100,27 @@ class Generation:
         tokenizer = system.core.lm_tokenizer
         kwargs = GenerationSettings.from_opt(system.opt).as_kwargs()
         starts = range(len(raw_replies), len(rows), batch_size)
-        for start in tqdm(starts, desc="generate", leave=False, initial=ceil(len(raw_replies) / batch_size),
-                          total=ceil(len(rows) / batch_size)):
+
+        def generate_batch(start: int):
             batch = loader.generation_batchify(rows[start:start + batch_size])
             with self.sampling_rng(start if kwargs["do_sample"] else None), system.autocast():
                 new_tokens = system.core.generate(system.to_device(batch), **kwargs)
             texts = [text.strip() for text in tokenizer.batch_decode(new_tokens.cpu(), skip_special_tokens=True)]
-            if journal is not None:
-                meta = batch["meta"]
-                journal.append([{"conv_id": meta["conv_ids"][i], "turn_index": meta["turn_indices"][i], "raw": text}
-                                for i, text in enumerate(texts)])
-                self.on_replies_saved(start + len(texts))
-            raw_replies.extend(texts)
+            meta = batch["meta"]
+            return [{"conv_id": meta["conv_ids"][i], "turn_index": meta["turn_indices"][i], "raw": text}
+                    for i, text in enumerate(texts)]
+
+        parallel = system.data_parallel  # torchrun: one batch per rank per round, gathered in order
+        progress = tqdm(total=ceil(len(rows) / batch_size), initial=ceil(len(raw_replies) / batch_size),
+                        desc="generate", leave=False)
+        for starts_of_round in parallel.rounds(starts):
+            for start, records in zip(starts_of_round, parallel.map_batches(starts_of_round, generate_batch)):
+                if journal is not None:
+                    journal.append(records)
+                    self.on_replies_saved(start + len(records))
+                raw_replies.extend(record["raw"] for record in records)
+                progress.update(1)
+        progress.close()
         meta = loader.generation_meta(rows)
         placeholder = system.settings.placeholder
         with_slots = [i for i, raw in enumerate(raw_replies) if count_placeholders(raw, placeholder)]
@@ -142,10 +153,13 @@ class Generation:
         with temporary_weights(system.net, system.run_dir / "rec_best.pth") as found:
             if not found:
                 logger.warning("[no rec_best.pth: <movie> slots are filled with the current weights' ranking]")
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start:start + batch_size]
-                batch = loader.generation_batchify([rows[i] for i in chunk])
-                top.update(zip(chunk, system.evaluation.top_items(batch, k)))
+            chunks = [indices[start:start + batch_size] for start in range(0, len(indices), batch_size)]
+
+            def rank_chunk(chunk: List[int]) -> List[List[int]]:
+                return system.evaluation.top_items(loader.generation_batchify([rows[i] for i in chunk]), k)
+
+            for chunk, items in zip(chunks, system.data_parallel.map_batches(chunks, rank_chunk)):
+                top.update(zip(chunk, items))
         return top
 
 

@@ -64,6 +64,7 @@ class TrainingLoop:
     def optimizer_step(self) -> None:
         if self.accumulated == 0:
             return
+        self.system.data_parallel.sync_gradients(self.system.model)  # torchrun: sum over ranks
         if self.gradient_clip > 0:
             torch.nn.utils.clip_grad_norm_([p for p in self.system.model.parameters() if p.requires_grad],
                                            self.gradient_clip)

@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from loguru import logger
 
 from crslab_mscrs.atomic_files import replacing, write_text_atomic
+from crslab_mscrs.training import distributed
 
 TurnKey = Tuple[str, int]
 
@@ -33,6 +34,8 @@ class RunOutputs:
     def write_rankings(self, rankings: Dict[TurnKey, List[int]]) -> None:
         from crslab_mscrs.evaluation.rankings import write_rankings_file
 
+        if not distributed.is_writer():  # torchrun: rank 0 writes
+            return
         for path in [self.run_dir / "rankings.jsonl"] + ([self.settings.rankings_out] if self.settings.rankings_out
                                                          else []):
             count = write_rankings_file(path, rankings, self.ranking_depth)
@@ -41,11 +44,15 @@ class RunOutputs:
     def copy_rankings_if_missing(self) -> None:
         """A resumed run whose rec stage finished earlier still delivers ``rankings_out``."""
         source, target = self.run_dir / "rankings.jsonl", self.settings.rankings_out
+        if not distributed.is_writer():
+            return
         if target and source.is_file() and not Path(target).is_file():
             with replacing(target) as tmp:
                 shutil.copyfile(source, tmp)
 
     def write_metrics(self, results: Dict[str, dict]) -> None:
+        if not distributed.is_writer():
+            return
         metrics = {"model": self.settings.model_name, "dataset": self.settings.dataset, "seed": self.settings.seed,
                    "device": self.device_summary(), "stages": results}
         write_metrics_file(self.run_dir / "metrics.json", metrics)
@@ -55,6 +62,8 @@ class RunOutputs:
     def write_replies(self, replies: List[dict]) -> Path:
         """``test_replies.jsonl``: one generated reply per test recommender turn."""
         path = self.run_dir / "test_replies.jsonl"
+        if not distributed.is_writer():
+            return path
         write_text_atomic(path, "".join(json.dumps(reply) + "\n" for reply in replies))
         return path
 

@@ -26,6 +26,7 @@ from loguru import logger
 
 from crslab_mscrs.training.checkpoint import save_weights, seed_everything
 from crslab_mscrs.training.demonstrations import Demonstrations
+from crslab_mscrs.training import distributed
 from crslab_mscrs.training.generation import Generation
 from crslab_mscrs.training.loop import TrainingLoop
 from crslab_mscrs.training import run_folder
@@ -69,11 +70,17 @@ class MSCRSSystem(BaseSystem):
             loader.attach_tokenizers(self.core.lm_tokenizer, self.core.text_tokenizer)
             loader.set_item_ids(self.item_ids.tolist())
         self.item_names = train_dataloader.item_names  # the one resolver (data/item_names.py)
-        self.run_dir = run_folder.open_run_dir(self.settings.run_dir, opt)  # refuses a folder of another recipe
+        # refuses a folder of another recipe; under torchrun rank 0 creates it first
+        self.run_dir = distributed.rank_zero_first(lambda: run_folder.open_run_dir(self.settings.run_dir, opt))
+        self.data_parallel = distributed.DataParallel()  # identity in one process
+        self.data_parallel.broadcast_parameters(self.net)
+        if self.data_parallel.enabled and self.core.config.contrastive_weight > 0:
+            logger.warning("[torchrun: the contrastive loss's in-batch negatives are each rank's shard, "
+                           "not the global batch]")
         self.ranking_depth = min(self.settings.ranking_depth, len(self.item_ids))
         self.use_bf16 = self.device.type == "cuda" and self.settings.bf16
         self.writer = None
-        if tensorboard and not interact:
+        if tensorboard and not interact and distributed.is_writer():
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
         self.demonstrations = Demonstrations(self.settings.demonstrations, self.core, train_dataloader, self.device)
@@ -143,8 +150,9 @@ class MSCRSSystem(BaseSystem):
             else:
                 output = self.core.converse(inputs, entity_table=table)
         if mode == "train":
-            self.loop.backward(output.loss)
-            self.evaluator.optim_metrics.add(f"{stage}_loss", AverageMetric(float(output.loss.detach())))
+            loss = self.data_parallel.local_loss(output.loss, batch, stage)  # this rank's share
+            self.loop.backward(loss.scaled)
+            self.evaluator.optim_metrics.add(f"{stage}_loss", AverageMetric(loss.value))
         return output
 
     def fit(self):

@@ -87,17 +87,22 @@ class Evaluation:
     def pretrain_metrics(self, loader, batch_size: int) -> Dict[str, float]:
         hits = {1: 0, 10: 0, 50: 0}
         n, loss_sum = 0, 0.0
-        for batch in loader.get_pretrain_eval_data(batch_size):
+
+        def score_batch(batch):
             output = self.system.step(batch, "pretrain", "valid")
             scores = getattr(output, "entity_scores", None)
             scores = (output_scores(output) if scores is None else scores).float().cpu()
             columns = self._score_entity_ids(scores.shape[1])
             top = columns[torch.topk(scores, min(50, scores.shape[1]), dim=-1).indices]
-            for row, label in zip(top.tolist(), batch["labels"].tolist()):
+            return top.tolist(), batch["labels"].tolist(), None if output.loss is None else float(output.loss)
+
+        for top, labels, loss in self.system.data_parallel.map_batches(loader.get_pretrain_eval_data(batch_size),
+                                                                       score_batch):
+            for row, label in zip(top, labels):
                 for k in hits:
                     hits[k] += int(label in row[:k])
-            if output.loss is not None:
-                loss_sum += float(output.loss) * len(top)
+            if loss is not None:
+                loss_sum += loss * len(top)
             n += len(top)
         out = {f"recall@{k}": v / max(n, 1) for k, v in hits.items()}
         out["loss"] = loss_sum / max(n, 1)
@@ -106,14 +111,19 @@ class Evaluation:
     def rank_turns(self, loader, batch_size: int, mode: str) -> Iterator[Tuple[dict, List[int], torch.Tensor]]:
         """Yield (meta row, ranked entity ids, score row) for every recommendation turn."""
         depth = self.system.ranking_depth
-        for batch in loader.get_rec_eval_data(batch_size):
+
+        def rank_batch(batch):
             output = self.system.step(batch, "rec", mode)
             scores = output_scores(output).float().cpu()
             order = torch.topk(scores, depth, dim=-1).indices
             ranked = self.item_ids[order]
             meta = batch["meta"]
-            for i in range(len(order)):
-                yield ({k: v[i] for k, v in meta.items()}, ranked[i].tolist(), scores[i])
+            # clone: a row view would carry (and, under torchrun, send) the whole batch's storage
+            return [({k: v[i] for k, v in meta.items()}, ranked[i].tolist(), scores[i].clone())
+                    for i in range(len(order))]
+
+        for rows in self.system.data_parallel.map_batches(loader.get_rec_eval_data(batch_size), rank_batch):
+            yield from rows
 
     def rec_metrics(self, loader, batch_size: int, mode: str, epoch: int = -1
                     ) -> Tuple[Dict[str, float], Dict[TurnKey, List[int]]]:
@@ -150,10 +160,15 @@ class Evaluation:
     def conv_nll(self, loader, batch_size: int) -> Tuple[float, int]:
         """Summed token NLL and token count of the references (teacher forcing)."""
         nll, tokens = 0.0, 0
-        for batch in loader.get_conv_data(batch_size, shuffle=False):
+
+        def batch_nll(batch):
             output = self.system.step(batch, "conv", "valid")
             count = int((batch["labels"][:, 1:] != -100).sum())
-            nll += float(output.loss) * count
+            return float(output.loss) * count, count
+
+        for batch_sum, count in self.system.data_parallel.map_batches(loader.get_conv_data(batch_size, shuffle=False),
+                                                                      batch_nll):
+            nll += batch_sum
             tokens += count
         return nll, tokens
 
