@@ -18,6 +18,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import crslab_mscrs  # noqa: F401  (compat + registration)
+from crslab_mscrs import paths
 from crslab_mscrs.batches.dataloader import MSCRSDataLoader
 from crslab_mscrs.training import distributed
 from crslab_mscrs.training.system import MSCRSSystem
@@ -51,6 +52,17 @@ def run_toy(root: str, run_name: str, stages=("pretrain", "rec", "conv"), kill_a
     """Train the toy system in this process (one rank of a job, or the only process);
     ``kill_after=(stage, epoch)`` stops it once that epoch's checkpoint is saved."""
     torch.set_num_threads(1)
+    # every process reads the same (empty) data root: the default ./data, or one an earlier test of
+    # this process pointed CRSLab at, may hold a ReDial item_names.json that changes the masking
+    previous_root = paths.data_root()
+    paths.set_data_root(os.path.join(root, "data"))
+    try:
+        return _run_toy(root, run_name, stages, kill_after, resume, **overrides)
+    finally:
+        paths.set_data_root(previous_root)
+
+
+def _run_toy(root, run_name, stages, kill_after, resume, **overrides) -> dict:
     vocab, side = toy_vocab_and_side_data()
     splits = toy_splits(n_train=6, n_valid=2, n_test=2)
     features = os.path.join(root, "features")
