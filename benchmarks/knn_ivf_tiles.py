@@ -1,18 +1,20 @@
-"""Approximate top-k cosine neighbours of every item: k-means cells searched as dense tiles.
+"""EXPERIMENT (not a method of the package): k-means cells searched as dense bf16 tiles.
+
+Measured by ``benchmarks/knn_benchmark.py --methods ivf-tiles``; it did not reach the recall
+goal on the clustered benchmark data (benchmarks/README.md#knn-graphs-knn_benchmarkpy), so
+:func:`crslab_mscrs.graphs.knn.build_knn_graph` does not offer it.
 
 An inverted-file (IVF) search (Jegou et al., "Product quantization for nearest neighbor
 search", TPAMI 2011, section 4; the structure of faiss' ``IndexIVFFlat``) restricted to the
 all-pairs case, where every indexed item is also a query:
 
-1. Spherical k-means on a seeded sample, two-level (``c1 ~ sqrt(nlist)`` coarse cells, each
-   split in proportion to its share of the sample; Nister and Stewenius, "Scalable
-   recognition with a vocabulary tree", CVPR 2006), so that training and assigning all N
-   rows cost O(N d sqrt(nlist)) instead of O(N d nlist).
-2. Every row is stored in one fine cell (its most similar centroid inside its coarse cell).
-3. Cell a's members are compared with the members of the ``nprobe`` cells whose centroids
-   are most similar to a's centroid (a itself first): one ``|a| x |candidates|`` matrix
-   product per cell (BLAS, or the GPU), exact cosines, top-k per row. Probing per CELL
-   instead of per query (faiss) is what turns the search into large matrix products.
+1. Flat spherical k-means on a seeded sample (products in bf16).
+2. Every row is stored in its most similar cell and remembers its ``nprobe`` best cells.
+3. Cell a's members are compared with the members of the union of its members' cells:
+   one ``|a| x |candidates|`` bf16 matrix product per cell, top-k per row, the kept pairs
+   re-scored in float32. Searching per CELL instead of per query (faiss) is what turns the
+   search into large matrix products. A two-level (vocabulary-tree) variant, tried first
+   (commit 1a093e6), split the benchmark's flat clusters at the coarse level: recall@20 0.14-0.19.
 
 The similarities returned are exact cosines of the pairs found; recall against the exact
 graph depends on how well the cells follow the data (``benchmarks/knn_benchmark.py``).
@@ -51,7 +53,11 @@ def _cluster_sums(x: torch.Tensor, assign: torch.Tensor, c: int) -> torch.Tensor
     crow = torch.zeros(c + 1, dtype=torch.long, device=x.device)
     crow[1:] = torch.cumsum(torch.bincount(assign, minlength=c), 0)
     ones = torch.ones(len(order), dtype=x.dtype, device=x.device)
-    return torch.sparse_csr_tensor(crow, order, ones, size=(c, x.shape[0])) @ x
+    import warnings
+
+    with warnings.catch_warnings():  # "beta state" / invariant-check notices of sparse CSR
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, order, ones, size=(c, x.shape[0])) @ x
 
 
 def _best_cells(x: torch.Tensor, centroids: torch.Tensor, p: int, dtype, chunk: int = 4096) -> tuple:
@@ -108,18 +114,6 @@ def _cell_bounds(cell: torch.Tensor, n_cells: int) -> tuple:
     offsets = torch.zeros(n_cells + 1, dtype=torch.long)
     offsets[1:] = torch.cumsum(counts, 0)
     return order, offsets.tolist()
-
-
-def _probe_lists(fine: torch.Tensor, nprobe: int, chunk: int = 4096) -> torch.Tensor:
-    """The ``nprobe`` fine cells most similar to each fine cell, the cell itself first."""
-    n_cells = fine.shape[0]
-    probes = torch.empty(n_cells, min(int(nprobe), n_cells), dtype=torch.long)
-    for start in range(0, n_cells, chunk):
-        sims = fine[start:start + chunk] @ fine.T
-        own = torch.arange(start, min(start + chunk, n_cells), device=sims.device)
-        sims[torch.arange(len(own), device=sims.device), own] = math.inf
-        probes[start:start + chunk] = torch.topk(sims, probes.shape[1], dim=1).indices.cpu()
-    return probes
 
 
 def ivf_tiles_topk(features: torch.Tensor, k: int, nprobe: int = 3, nlist: Optional[int] = None,
