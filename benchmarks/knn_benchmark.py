@@ -13,7 +13,9 @@ Every (method, size) case runs in a FRESH subprocess so that its peak RSS
 check) belongs to that case alone; the data are generated chunk by chunk, so the peak is
 the input plus what the build adds. The report gives the peak and its ratio to the input
 vectors (N d 4 bytes). ``tracemalloc`` does not see torch/faiss allocations, so RSS is used.
-Time = top-k search + union graph. A case that runs past ``--timeout`` is reported as such.
+Time = top-k search + union graph, wall clock, and the CPU seconds the case used (user +
+system, all threads: on a shared machine, CPU / threads is closer to what an idle machine
+would give than the wall time, but is not a measurement of it). A case that runs past ``--timeout`` is reported as such.
 
 - exact / exact-bf16: :func:`crslab_mscrs.graphs.knn.nearest_neighbours`, ``method="exact"``
   (symmetric tiles), float32 or bfloat16 products (``exact_precision``).
@@ -120,6 +122,7 @@ def run_case(method: str, n: int, args) -> dict:
     x = make_data(n, args.dim, args.data)
     ids = torch.arange(n)
     base_rss = _rss_mb()
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     if method == "dense":
         xn = torch.nn.functional.normalize(x, dim=1)
@@ -140,10 +143,12 @@ def run_case(method: str, n: int, args) -> dict:
     search_s = time.perf_counter() - start
     edge_index, _, _ = union_graph(idx, val, ids, n)
     seconds = time.perf_counter() - start
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_seconds = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     input_mb = n * args.dim * 4 / 2**20
     row = {"method": method, "n": n, "dim": args.dim, "k": args.k, "threads": args.threads, "data": args.data,
-           "seconds": round(seconds, 2), "search_seconds": round(search_s, 2), "edges": int(edge_index.shape[1]),
+           "seconds": round(seconds, 2), "search_seconds": round(search_s, 2), "cpu_seconds": round(cpu_seconds, 1), "edges": int(edge_index.shape[1]),
            "peak_rss_mb": round(peak_mb, 1), "rss_before_mb": round(base_rss, 1), "input_mb": round(input_mb, 1),
            "peak_over_input": round(peak_mb / input_mb, 2), "load_after_build": round(os.getloadavg()[0], 2)}
     if method == "faiss-ivf":
@@ -206,7 +211,8 @@ def main(argv=None) -> list:
                 continue
             row = json.loads(out.stdout.strip().splitlines()[-1])
             results.append(row)
-            print(f"{method:10s} n={n:>7d}: {row['seconds']:8.2f} s (search {row['search_seconds']:.2f} s), "
+            print(f"{method:10s} n={n:>7d}: {row['seconds']:8.2f} s (search {row['search_seconds']:.2f} s, "
+                  f"CPU {row.get('cpu_seconds', float('nan')):.1f} s), "
                   f"peak RSS {row['peak_rss_mb']:8.1f} MB = {row['peak_over_input']:.2f}x the input "
                   f"({row['input_mb']:.0f} MB; {row['rss_before_mb']:.0f} MB before the build), recall@{args.k} {row['recall']:.4f} over {row['recall_queries']} "
                   f"queries [load {row['load_after_build']:.2f}]", flush=True)
