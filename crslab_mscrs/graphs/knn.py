@@ -12,7 +12,8 @@ cosine is <= ``min_similarity`` (default 0) are dropped, because LightGCN's degr
 normalisation needs non-negative weights. ``weight="binary"`` gives every kept edge 1.
 
 Memory: similarities are computed in blocks (see :func:`topk_neighbours`); only one
-block/tile and the running ``N x k`` result exist at once, never the N x N matrix.
+block/tile and the running ``N x k`` result exist at once, never the N x N matrix, and
+the input is neither copied nor normalised as a whole (N inverse norms scale each block).
 ``block_size`` defaults to what fits ``block_memory_mb``.
 
 Methods (``method=``): ``"exact"`` is the blockwise build above, the reference, O(N^2 d)
@@ -20,8 +21,9 @@ time (float32 or bfloat16 products, on a GPU when one is present; measured times
 benchmarks/README.md#knn-graphs-knn_benchmarkpy); ``"faiss-ivf"`` is the approximate
 IVF-Flat search of :mod:`crslab_mscrs.graphs.knn_faiss` (needs ``faiss-cpu``, extra ``ann``);
 ``"auto"`` takes exact on a GPU and up to ``auto_exact_max_items`` (20k) items, faiss-ivf
-above on a CPU when faiss is installed. Every method gives the same output format and invariants (self and
-missing items excluded, union symmetrisation, memory O(N k) + blocks or index).
+above on a CPU when faiss is installed. Every method gives the same output format and
+invariants (self and missing items excluded, union symmetrisation, memory O(N k) + blocks
+or index).
 """
 from __future__ import annotations
 
