@@ -1,35 +1,39 @@
-"""kNN graph build: time, peak memory and recall of exact-blockwise vs faiss-ivf vs a dense baseline.
+"""kNN graph build: time, peak memory and recall@k of every method at every size.
 
     python benchmarks/knn_benchmark.py                        # 1e3, 1e4, 1e5 items, 768-d, k=20
-    python benchmarks/knn_benchmark.py --sizes 10000 --data gaussian --nprobe 16
-    python benchmarks/knn_benchmark.py --methods faiss-ivf --sizes 10000 100000
+    python benchmarks/knn_benchmark.py --sizes 1000000 --methods faiss-ivf
+    python benchmarks/knn_benchmark.py --sizes 100000 --data gaussian --methods exact-bf16 faiss-ivf
 
-Target (docs/data.md#large-catalogues): 1e5 items x 768-d in < 60 s and < 2 GB on 2 cores.
+Goals (issue 19, docs/data.md#large-catalogues): exact at 1e5 x 768 in < 60 s on 2 cores;
+1e6 x 768 in < 5 min on 2 cores with peak memory < 1.5x the input vectors and recall@20
+>= 0.95 against exact.
 
 Every (method, size) case runs in a FRESH subprocess so that its peak RSS
 (``resource.getrusage(...).ru_maxrss``, read right after the build, before the recall
-check) belongs to that case alone; the report gives the peak RSS and the increase over
-the RSS measured just before the build (inputs already in memory). ``tracemalloc`` does
-not see torch/faiss allocations, so RSS is used. Time = top-k search + union graph.
+check) belongs to that case alone; the data are generated chunk by chunk, so the peak is
+the input plus what the build adds. The report gives the peak and its ratio to the input
+vectors (N d 4 bytes). ``tracemalloc`` does not see torch/faiss allocations, so RSS is used.
+Time = top-k search + union graph, wall clock, and the CPU seconds the case used (user +
+system, all threads: on a shared machine, CPU / threads is closer to what an idle machine
+would give than the wall time, but is not a measurement of it). A case that runs past ``--timeout`` is reported as such.
 
-- exact: :func:`crslab_mscrs.graphs.knn.nearest_neighbours` with ``method="exact"``
-  (symmetric tiles, default block budget): the reference.
+- exact / exact-bf16: :func:`crslab_mscrs.graphs.knn.nearest_neighbours`, ``method="exact"``
+  (symmetric tiles), float32 or bfloat16 products (``exact_precision``).
 - faiss-ivf: the same with ``method="faiss-ivf"`` (IVF-Flat, nlist ~ 4 sqrt(N), ``--nprobe``).
-  Recall@k = |approx top-k & exact top-k| / k, averaged over ALL queries when N <=
-  ``--recall-all-max`` else over ``--recall-queries`` sampled queries (exact top-k of the
-  sampled rows computed blockwise against all N after the timed build).
-- dense: ``S = X X^T`` (N x N float32), diagonal masked, full ``argsort`` per row, first k.
-  Skipped where its N x N float32 matrix + int64 argsort output (12 N^2 bytes) would
-  exceed ``--dense-limit-gb``; the report says so.
-- 1e6 extrapolation, fastest method at the largest size: time from the log-log slope
-  measured between its two largest sizes (and the model exponent: 2 for exact, 1.5 for
-  faiss-ivf with nlist ~ sqrt(N) and fixed nprobe), memory from the measured increase
-  per item (both methods are O(N (d + k))).
+- ivf-tiles: the experiment in ``benchmarks/knn_ivf_tiles.py`` (k-means cells searched as
+  dense bf16 tiles; not a method of the package).
+- dense: ``S = X X^T`` (N x N float32), full ``argsort`` per row; skipped where its
+  12 N^2 bytes exceed ``--dense-limit-gb``.
+
+Recall@k = |found top-k & exact top-k| / k over ALL queries when N <= ``--recall-all-max``,
+else over ``--recall-queries`` sampled queries; the reference top-k is computed after the
+timed build, in float32, query chunk against database chunk (no normalised copy of X), by
+code independent of the methods above, so exact methods are checked too.
 
 Data (``--data``): ``clustered`` (default) = Gaussian mixture with N/50 centres, centre
 scale 0.5 and noise 0.8 per dimension (in-cluster cosine ~0.28), a stand-in for embedding
 structure; ``gaussian`` = i.i.d. N(0, 1), the worst case for an index (no structure, top-k
-is nearly arbitrary). The CPU may be shared: note the load average printed with the results.
+is nearly arbitrary). The CPU may be shared: the load average is printed with every case.
 """
 from __future__ import annotations
 
@@ -41,8 +45,13 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-METHODS = ("exact", "faiss-ivf", "dense")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # this checkout's package, not another installed copy
+    sys.path.insert(0, str(REPO_ROOT))
+
+METHODS = ("exact", "exact-bf16", "faiss-ivf", "ivf-tiles", "dense")
 
 
 def _rss_mb() -> float:
@@ -51,31 +60,49 @@ def _rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def make_data(n: int, dim: int, kind: str, seed: int = 0):
-    """Seeded benchmark vectors (see module docstring)."""
+def make_data(n: int, dim: int, kind: str, seed: int = 0, chunk: int = 65536):
+    """Seeded benchmark vectors (see module docstring), written chunk by chunk into one N x d tensor."""
     import torch
 
     generator = torch.Generator().manual_seed(seed)
-    if kind == "gaussian":
-        return torch.randn(n, dim, generator=generator)
-    if kind != "clustered":
+    if kind not in ("clustered", "gaussian"):
         raise ValueError(f"--data must be clustered or gaussian, got {kind!r}")
+    x = torch.empty(n, dim)
+    if kind == "gaussian":
+        for start in range(0, n, chunk):
+            x[start:start + chunk] = torch.randn(min(chunk, n - start), dim, generator=generator)
+        return x
     centres = torch.randn(max(2, n // 50), dim, generator=generator) * 0.5
-    x = centres[torch.randint(0, len(centres), (n,), generator=generator)]
-    return x.add_(torch.randn(n, dim, generator=generator), alpha=0.8)
+    labels = torch.randint(0, len(centres), (n,), generator=generator)
+    for start in range(0, n, chunk):
+        rows = min(chunk, n - start)
+        x[start:start + rows] = centres[labels[start:start + rows]].add_(
+            torch.randn(rows, dim, generator=generator), alpha=0.8)
+    return x
 
 
-def exact_topk_of_rows(x, rows, k: int, chunk: int = 256):
-    """Exact top-k (self excluded) of the given rows against all of ``x``, ``chunk`` rows at a time."""
+def exact_topk_of_rows(x, rows, k: int, query_chunk: int = 1024, db_chunk: int = 32768):
+    """Exact float32 top-k (self excluded) of the given rows against all of ``x``, without a normalised copy."""
     import torch
 
-    xn = torch.nn.functional.normalize(x, dim=1)
+    n = x.shape[0]
+    inv = torch.cat([1.0 / x[s:s + db_chunk].norm(dim=1) for s in range(0, n, db_chunk)])
     out = []
-    for start in range(0, len(rows), chunk):
-        part = rows[start:start + chunk]
-        sims = xn[part] @ xn.T
-        sims[torch.arange(len(part)), part] = -math.inf
-        out.append(torch.topk(sims, k, dim=1).indices)
+    for qs in range(0, len(rows), query_chunk):
+        part = rows[qs:qs + query_chunk]
+        q = x[part] * inv[part].unsqueeze(1)
+        best_val = torch.full((len(part), k), -math.inf)
+        best_idx = torch.full((len(part), k), -1, dtype=torch.long)
+        for s in range(0, n, db_chunk):
+            sims = (q @ x[s:s + db_chunk].T) * inv[s:s + db_chunk]
+            inside = torch.nonzero((part >= s) & (part < s + db_chunk)).flatten()
+            sims[inside, part[inside] - s] = -math.inf
+            vals, idx = torch.topk(sims, min(k, sims.shape[1]), dim=1)
+            merged_val = torch.cat([best_val, vals], dim=1)
+            merged_idx = torch.cat([best_idx, idx + s], dim=1)
+            best_val, pos = torch.topk(merged_val, k, dim=1)
+            best_idx = torch.gather(merged_idx, 1, pos)
+        out.append(best_idx)
     return torch.cat(out)
 
 
@@ -95,6 +122,7 @@ def run_case(method: str, n: int, args) -> dict:
     x = make_data(n, args.dim, args.data)
     ids = torch.arange(n)
     base_rss = _rss_mb()
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     if method == "dense":
         xn = torch.nn.functional.normalize(x, dim=1)
@@ -102,65 +130,53 @@ def run_case(method: str, n: int, args) -> dict:
         sims.fill_diagonal_(-math.inf)
         order = torch.argsort(sims, dim=1, descending=True)[:, :args.k]
         idx, val = order, torch.gather(sims, 1, order)
-        del sims
+        del sims, xn
+    elif method == "ivf-tiles":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from knn_ivf_tiles import ivf_tiles_topk
+
+        idx, val = ivf_tiles_topk(x, args.k, nprobe=args.tiles_nprobe, cell_size=args.tiles_cell_size)
     else:
-        idx, val, _ = nearest_neighbours(x, args.k, method=method, nprobe=args.nprobe)
+        precision = "bfloat16" if method == "exact-bf16" else "float32"
+        idx, val, _ = nearest_neighbours(x, args.k, method=method.replace("-bf16", ""), nprobe=args.nprobe,
+                                         exact_precision=precision, device="cpu")
     search_s = time.perf_counter() - start
     edge_index, _, _ = union_graph(idx, val, ids, n)
     seconds = time.perf_counter() - start
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_seconds = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    input_mb = n * args.dim * 4 / 2**20
     row = {"method": method, "n": n, "dim": args.dim, "k": args.k, "threads": args.threads, "data": args.data,
-           "seconds": round(seconds, 2), "search_seconds": round(search_s, 2), "edges": int(edge_index.shape[1]),
-           "peak_rss_mb": round(peak_mb, 1), "rss_before_mb": round(base_rss, 1),
-           "increase_mb": round(peak_mb - base_rss, 1)}
+           "seconds": round(seconds, 2), "search_seconds": round(search_s, 2), "cpu_seconds": round(cpu_seconds, 1), "edges": int(edge_index.shape[1]),
+           "peak_rss_mb": round(peak_mb, 1), "rss_before_mb": round(base_rss, 1), "input_mb": round(input_mb, 1),
+           "peak_over_input": round(peak_mb / input_mb, 2), "load_after_build": round(os.getloadavg()[0], 2)}
     if method == "faiss-ivf":
-        generator = torch.Generator().manual_seed(1)
-        rows = torch.arange(n) if n <= args.recall_all_max else torch.randperm(n, generator=generator)[
-            :args.recall_queries]
-        row.update(nprobe=args.nprobe, recall_queries=len(rows),
-                   recall=round(recall_at_k(idx[rows], exact_topk_of_rows(x, rows, idx.shape[1])), 4))
+        row["nprobe"] = args.nprobe
+    generator = torch.Generator().manual_seed(1)
+    rows = torch.arange(n) if n <= args.recall_all_max else torch.randperm(n, generator=generator)[
+        :args.recall_queries]
+    reference = exact_topk_of_rows(x, rows, idx.shape[1])
+    row.update(recall_queries=len(rows), recall=round(recall_at_k(idx[rows], reference), 4))
     return row
-
-
-def extrapolate(rows: list, target: float, dim: int, k: int) -> str:
-    """1e6 line for the fastest method at the largest measured size (see module docstring)."""
-    measured = [r for r in rows if not r.get("skipped")]
-    if not measured:
-        return "no measurement to extrapolate"
-    largest = max(r["n"] for r in measured)
-    best = min((r for r in measured if r["n"] == largest), key=lambda r: r["seconds"])
-    same = sorted((r for r in measured if r["method"] == best["method"]), key=lambda r: r["n"])
-    model = {"exact": 2.0, "faiss-ivf": 1.5, "dense": 2.0}[best["method"]]
-    slope_note = ""
-    exponent = model
-    if len(same) >= 2 and same[-2]["seconds"] > 5.0:  # tiny timings are dominated by overheads
-        exponent = math.log(same[-1]["seconds"] / same[-2]["seconds"]) / math.log(same[-1]["n"] / same[-2]["n"])
-        slope_note = f"measured slope {exponent:.2f} between n={same[-2]['n']} and n={same[-1]['n']}; "
-    scale_measured = (target / best["n"]) ** exponent
-    scale_model = (target / best["n"]) ** model
-    per_item_mb = best["increase_mb"] / best["n"]
-    memory_mb = best["rss_before_mb"] + per_item_mb * target + target * dim * 4 / 2**20  # + the input itself
-    note = " (dense needs 12 N^2 bytes: impossible at 1e6)" if best["method"] == "dense" else ""
-    return (f"extrapolated {best['method']} to n={target:.0e} from n={best['n']} ({best['seconds']:.1f} s): "
-            f"{slope_note}~{best['seconds'] * scale_measured / 60:.1f} min with it, "
-            f"~{best['seconds'] * scale_model / 60:.1f} min with the model exponent {model}; "
-            f"memory ~{memory_mb / 1024:.1f} GB (input {target * dim * 4 / 2**30:.1f} GB + "
-            f"{per_item_mb * 1024:.1f} KB/item measured){note}")
 
 
 def main(argv=None) -> list:
     parser = argparse.ArgumentParser(description="kNN build benchmark")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=["exact", "exact-bf16", "faiss-ivf", "dense"])
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", choices=("clustered", "gaussian"), default="clustered")
-    parser.add_argument("--nprobe", type=int, default=8)
+    parser.add_argument("--nprobe", type=int, default=8, help="faiss-ivf cells probed per query")
+    parser.add_argument("--tiles-nprobe", type=int, default=1, help="ivf-tiles cells per row")
+    parser.add_argument("--tiles-cell-size", type=int, default=64, help="ivf-tiles items per k-means cell")
     parser.add_argument("--recall-all-max", type=int, default=20000, help="all queries up to this N")
-    parser.add_argument("--recall-queries", type=int, default=2000, help="sampled queries above it")
+    parser.add_argument("--recall-queries", type=int, default=1000, help="sampled queries above it")
     parser.add_argument("--dense-limit-gb", type=float, default=4.0)
-    parser.add_argument("--extrapolate-to", type=float, default=1e6)
+    parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per case (build + recall check)")
+    parser.add_argument("--json-out", help="also write the rows to this JSON file")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: method,n
     args = parser.parse_args(argv)
     if args.case:
@@ -174,28 +190,36 @@ def main(argv=None) -> list:
     for n in args.sizes:
         for method in args.methods:
             if method == "dense" and 12 * n * n / 2**30 > args.dense_limit_gb:
-                print(f"{method:9s} n={n:>7d}: SKIPPED, needs ~{12 * n * n / 2**30:.0f} GB (N x N float32 + "
+                print(f"{method:10s} n={n:>7d}: SKIPPED, needs ~{12 * n * n / 2**30:.0f} GB (N x N float32 + "
                       f"int64 argsort) > {args.dense_limit_gb} GB")
-                results.append({"method": "dense", "n": n, "skipped": True})
+                results.append({"method": "dense", "n": n, "skipped": "memory"})
                 continue
             command = [sys.executable, __file__, "--case", f"{method},{n}"] + [
-                a for key in ("dim", "k", "threads", "data", "nprobe", "recall_all_max", "recall_queries")
+                a for key in ("dim", "k", "threads", "data", "nprobe", "tiles_nprobe", "tiles_cell_size",
+                              "recall_all_max", "recall_queries")
                 for a in (f"--{key.replace('_', '-')}", str(getattr(args, key)))]
-            out = subprocess.run(command, capture_output=True, text=True,
-                                 env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+            try:
+                out = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
+                                     env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+            except subprocess.TimeoutExpired:
+                print(f"{method:10s} n={n:>7d}: NOT FINISHED within --timeout {args.timeout:.0f} s (build + recall)")
+                results.append({"method": method, "n": n, "skipped": f"timeout {args.timeout:.0f} s"})
+                continue
             if out.returncode != 0:
-                print(f"{method:9s} n={n:>7d}: FAILED (exit {out.returncode}): {out.stderr.strip()[-500:]}")
-                results.append({"method": method, "n": n, "skipped": True, "error": out.stderr[-500:]})
+                print(f"{method:10s} n={n:>7d}: FAILED (exit {out.returncode}): {out.stderr.strip()[-500:]}")
+                results.append({"method": method, "n": n, "skipped": "failed", "error": out.stderr[-500:]})
                 continue
             row = json.loads(out.stdout.strip().splitlines()[-1])
             results.append(row)
-            recall = (f", recall@{args.k} {row['recall']:.3f} over {row['recall_queries']} queries"
-                      if "recall" in row else "")
-            print(f"{method:9s} n={n:>7d}: {row['seconds']:8.2f} s (search {row['search_seconds']:.2f} s), "
-                  f"peak RSS {row['peak_rss_mb']:8.1f} MB (+{row['increase_mb']:.1f} MB over inputs){recall} "
-                  f"[load {os.getloadavg()[0]:.2f}]", flush=True)
-    print(extrapolate(results, args.extrapolate_to, args.dim, args.k))
+            print(f"{method:10s} n={n:>7d}: {row['seconds']:8.2f} s (search {row['search_seconds']:.2f} s, "
+                  f"CPU {row.get('cpu_seconds', float('nan')):.1f} s), "
+                  f"peak RSS {row['peak_rss_mb']:8.1f} MB = {row['peak_over_input']:.2f}x the input "
+                  f"({row['input_mb']:.0f} MB; {row['rss_before_mb']:.0f} MB before the build), recall@{args.k} {row['recall']:.4f} over {row['recall_queries']} "
+                  f"queries [load {row['load_after_build']:.2f}]", flush=True)
     print(f"load average after: {os.getloadavg()}")
+    if args.json_out:
+        with open(args.json_out, "w") as handle:
+            json.dump(results, handle, indent=1)
     return results
 
 

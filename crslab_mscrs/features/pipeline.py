@@ -316,8 +316,9 @@ class FeaturePipeline:
                                     missing_mask=data.get("missing_mask"), weight=params["weight"],
                                     min_similarity=params["min_similarity"], block_memory_mb=g["block_memory_mb"],
                                     device=self.cfg["device"], method=g["knn_method"], nprobe=g["knn_nprobe"],
-                                    nlist=g["knn_nlist"], auto_exact_max_items=g["knn_auto_exact_max_items"])
-            method_used = {key: graph.stats[key] for key in ("method", "nprobe", "nlist")}
+                                    nlist=g["knn_nlist"], auto_exact_max_items=g["knn_auto_exact_max_items"],
+                                    exact_precision=g["knn_exact_precision"])
+            method_used = {key: graph.stats[key] for key in ("method", "nprobe", "nlist", "exact_precision")}
             inputs = {"features": feat_path, "item_ids": storage.item_list(self.catalogue().item_ids),
                       "entity2id": self.entity2id_path()}  # checked against the trained dataset at model load
             storage.save_graph(graph, self._path(f"{name}_graph.pt"), inputs=inputs,

@@ -12,15 +12,18 @@ cosine is <= ``min_similarity`` (default 0) are dropped, because LightGCN's degr
 normalisation needs non-negative weights. ``weight="binary"`` gives every kept edge 1.
 
 Memory: similarities are computed in blocks (see :func:`topk_neighbours`); only one
-block/tile and the running ``N x k`` result exist at once, never the N x N matrix.
+block/tile and the running ``N x k`` result exist at once, never the N x N matrix, and
+the input is neither copied nor normalised as a whole (N inverse norms scale each block).
 ``block_size`` defaults to what fits ``block_memory_mb``.
 
 Methods (``method=``): ``"exact"`` is the blockwise build above, the reference, O(N^2 d)
-time (152-294 s for 1e5 x 768 on 2 shared cores); ``"faiss-ivf"`` is the approximate
+time (float32 or bfloat16 products, on a GPU when one is present; measured times in
+benchmarks/README.md#knn-graphs-knn_benchmarkpy); ``"faiss-ivf"`` is the approximate
 IVF-Flat search of :mod:`crslab_mscrs.graphs.knn_faiss` (needs ``faiss-cpu``, extra ``ann``);
-``"auto"`` takes exact up to ``auto_exact_max_items`` (20k) items and faiss-ivf above when
-faiss is installed. Every method gives the same output format and invariants (self and
-missing items excluded, union symmetrisation, memory O(N k) + blocks or index).
+``"auto"`` takes exact on a GPU and up to ``auto_exact_max_items`` (20k) items, faiss-ivf
+above on a CPU when faiss is installed. Every method gives the same output format and
+invariants (self and missing items excluded, union symmetrisation, memory O(N k) + blocks
+or index).
 """
 from __future__ import annotations
 
@@ -33,15 +36,35 @@ from crslab_mscrs.graphs.cooccurrence import Graph, sort_edges
 from crslab_mscrs.graphs.knn_faiss import default_nlist
 
 
+EXACT_PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+BF16_SHORTLIST_MARGIN = 8  # bfloat16: extra candidates per row, re-scored in float32 at the end
+
+
+def resolve_device(device: Optional[str], features: torch.Tensor) -> torch.device:
+    """``device`` when given; else ``cuda`` when a GPU is present, else the features' device."""
+    if device:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return features.device
+
+
 def topk_neighbours(features: torch.Tensor, k: int, block_size: Optional[int] = None,
                     block_memory_mb: float = 256.0, device: Optional[str] = None,
-                    show_progress: bool = False, method: str = "tiles") -> tuple:
+                    show_progress: bool = False, method: str = "tiles", precision: str = "float32") -> tuple:
     """Blockwise exact top-k cosine neighbours (self excluded) of every row.
 
     ``method="rows"``: one ``block x N`` similarity block per row block (N^2 d flops).
     ``method="tiles"`` (default): only tiles (I, J) with J >= I are multiplied; a tile
     updates the running top-k of the rows of I (with S) and of J (with S^T), halving the
     flops; memory is one ``block x block`` tile plus the ``N x k`` running result.
+    The input is not copied or normalised as a whole: each block is scaled by the rows'
+    inverse norms (N floats). ``device``: where the products run (:func:`resolve_device`:
+    a GPU when present); on another device than the features the input is copied there once.
+    ``precision="bfloat16"`` multiplies in bfloat16 (4x the float32 rate on CPUs with
+    AVX512-BF16 or AMX, and on GPUs), keeps ``k + 8`` candidates per row and re-scores them
+    in float32, so similarities are float32 cosines; the neighbour SET may differ from the
+    float32 one where bf16 rounding (~1e-3) reorders near-ties (recall in benchmarks/README.md).
     Returns ``(indices LongTensor[N, k'], similarities FloatTensor[N, k'])`` with
     ``k' = min(k, N - 1)``, neighbours in descending similarity. Rows must be non-zero.
     """
@@ -49,32 +72,68 @@ def topk_neighbours(features: torch.Tensor, k: int, block_size: Optional[int] = 
     k_eff = min(int(k), n - 1)
     if k_eff <= 0:
         return torch.zeros(n, 0, dtype=torch.long), torch.zeros(n, 0)
-    dev = torch.device(device) if device else features.device
-    x = torch.nn.functional.normalize(features.float(), dim=1).to(dev)
+    if precision not in EXACT_PRECISIONS:
+        raise ValueError(f"precision must be one of {tuple(EXACT_PRECISIONS)}, got {precision!r}")
+    dev = resolve_device(device, features)
+    x = features.detach()
+    if x.device != dev:
+        x = x.to(dev)
+    inv_norm = torch.empty(n, device=dev)
+    for start in range(0, n, 65536):
+        inv_norm[start:start + 65536] = 1.0 / x[start:start + 65536].float().norm(dim=1)
+    dtype = EXACT_PRECISIONS[precision]
+    k_short = k_eff if dtype == torch.float32 else min(n - 1, k_eff + BF16_SHORTLIST_MARGIN)
     if method == "rows":
-        return _topk_rows(x, k_eff, block_size, block_memory_mb, show_progress)
-    if method == "tiles":
-        return _topk_tiles(x, k_eff, block_size, block_memory_mb, show_progress)
-    raise ValueError(f"method must be 'tiles' or 'rows', got {method!r}")
+        idx, sims = _topk_rows(x, inv_norm, k_short, block_size, block_memory_mb, show_progress, dtype)
+    elif method == "tiles":
+        idx, sims = _topk_tiles(x, inv_norm, k_short, block_size, block_memory_mb, show_progress, dtype)
+    else:
+        raise ValueError(f"method must be 'tiles' or 'rows', got {method!r}")
+    if k_short != k_eff:
+        idx, sims = _rescore(x, inv_norm, idx, k_eff)
+    return idx.cpu(), sims.float().cpu()
 
 
-def _topk_rows(x, k_eff, block_size, block_memory_mb, show_progress):
+def _unit_block(x, inv_norm, start, stop, dtype=torch.float32):
+    """Rows ``start:stop`` scaled to unit norm, in ``dtype`` (a block-sized copy)."""
+    return (x[start:stop].float() * inv_norm[start:stop].unsqueeze(1)).to(dtype)
+
+
+def _rescore(x, inv_norm, idx, k, chunk: int = 1024):
+    """float32 cosines of the shortlisted neighbours ``idx`` [N, m]; the best ``k`` per row, descending."""
+    n = idx.shape[0]
+    out_idx = torch.empty(n, k, dtype=torch.long, device=idx.device)
+    out_sim = torch.empty(n, k, device=idx.device)
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        q = _unit_block(x, inv_norm, start, stop)
+        cand = idx[start:stop]
+        c = x[cand.flatten()].float() * inv_norm[cand.flatten()].unsqueeze(1)
+        sims = torch.einsum("rd,rmd->rm", q, c.view(stop - start, cand.shape[1], -1))
+        vals, pos = torch.topk(sims, k, dim=1)
+        out_idx[start:stop], out_sim[start:stop] = torch.gather(cand, 1, pos), vals
+    return out_idx, out_sim
+
+
+def _topk_rows(x, inv_norm, k_eff, block_size, block_memory_mb, show_progress, dtype=torch.float32):
     from tqdm.auto import tqdm
 
     n, dev = x.shape[0], x.device
     if block_size is None:
         block_size = max(1, int(block_memory_mb * 2**20 // (4 * n)))
     block_size = min(block_size, n)
-    out_idx = torch.empty(n, k_eff, dtype=torch.long)
-    out_sim = torch.empty(n, k_eff)
+    out_idx = torch.empty(n, k_eff, dtype=torch.long, device=dev)
+    out_sim = torch.empty(n, k_eff, device=dev)
     for start in tqdm(range(0, n, block_size), desc="kNN blocks", disable=not show_progress):
         stop = min(start + block_size, n)
-        sims = x[start:stop] @ x.T
+        xi = _unit_block(x, inv_norm, start, stop, dtype)
+        sims = torch.cat([xi @ _unit_block(x, inv_norm, j0, min(j0 + block_size, n), dtype).T
+                          for j0 in range(0, n, block_size)], dim=1)  # normalised block by block: no N x d copy
         rows = torch.arange(stop - start, device=dev)
         sims[rows, rows + start] = -math.inf
         values, indices = torch.topk(sims, k_eff, dim=1)
-        out_idx[start:stop] = indices.cpu()
-        out_sim[start:stop] = values.float().cpu()
+        out_idx[start:stop] = indices
+        out_sim[start:stop] = values.float()
         del sims
     return out_idx, out_sim
 
@@ -86,46 +145,59 @@ def _merge(best_val, best_idx, new_val, new_idx, k):
     return top_vals, torch.gather(idx, 1, pos)
 
 
-def _topk_tiles(x, k_eff, block_size, block_memory_mb, show_progress):
+def _update(best_val, best_idx, tile, r0, c0, k):
+    """Merge ``tile`` (rows r0.., columns c0..) into the running top-k of its rows.
+
+    Only rows whose tile maximum beats their current k-th best are selected and sorted
+    (after the first tiles, most rows of most tiles); the rest of the tile is read once.
+    """
+    rows = torch.nonzero(tile.amax(dim=1) > best_val[r0:r0 + tile.shape[0], -1]).flatten()
+    if len(rows) == 0:
+        return
+    vals, cols = torch.topk(tile[rows], min(k, tile.shape[1]), dim=1)  # tile[rows]: a contiguous copy
+    target = rows + r0
+    best_val[target], best_idx[target] = _merge(best_val[target], best_idx[target], vals, cols + c0, k)
+
+
+def _topk_tiles(x, inv_norm, k_eff, block_size, block_memory_mb, show_progress, dtype=torch.float32):
     from tqdm.auto import tqdm
 
     n, dev = x.shape[0], x.device
     if block_size is None:  # a tile and its transpose's top-k buffers within the budget
         block_size = max(k_eff + 1, int(math.sqrt(block_memory_mb * 2**20 / 8)))
     block_size = min(block_size, n)
-    best_val = torch.full((n, k_eff), -math.inf, device=dev)
+    best_val = torch.full((n, k_eff), -math.inf, device=dev, dtype=dtype)
     best_idx = torch.full((n, k_eff), -1, dtype=torch.long, device=dev)
     starts = list(range(0, n, block_size))
     bar = tqdm(total=len(starts) * (len(starts) + 1) // 2, desc="kNN tiles", disable=not show_progress)
     for bi, i0 in enumerate(starts):
         i1 = min(i0 + block_size, n)
+        xi = _unit_block(x, inv_norm, i0, i1, dtype)
         for j0 in starts[bi:]:
             j1 = min(j0 + block_size, n)
-            tile = x[i0:i1] @ x[j0:j1].T
+            tile = xi @ (xi if j0 == i0 else _unit_block(x, inv_norm, j0, j1, dtype)).T
             if i0 == j0:
                 tile.fill_diagonal_(-math.inf)
-            kk = min(k_eff, j1 - j0)
-            vals, cols = torch.topk(tile, kk, dim=1)
-            best_val[i0:i1], best_idx[i0:i1] = _merge(best_val[i0:i1], best_idx[i0:i1], vals, cols + j0, k_eff)
+            _update(best_val, best_idx, tile, i0, j0, k_eff)
             if i0 != j0:
-                kk = min(k_eff, i1 - i0)
-                vals, rows = torch.topk(tile.T.contiguous(), kk, dim=1)  # contiguous copy: topk on a view is slower
-                best_val[j0:j1], best_idx[j0:j1] = _merge(best_val[j0:j1], best_idx[j0:j1], vals, rows + i0, k_eff)
+                _update(best_val, best_idx, tile.T, j0, i0, k_eff)
             bar.update(1)
             del tile
     bar.close()
-    return best_idx.cpu(), best_val.float().cpu()
+    return best_idx, best_val.float()
 
 
 AUTO_EXACT_MAX_ITEMS = 20000  # method="auto": exact up to this many items, faiss-ivf above (when installed)
 METHODS = ("auto", "exact", "faiss-ivf")
 
 
-def resolve_method(method: str, n_items: int, auto_exact_max_items: int = AUTO_EXACT_MAX_ITEMS) -> str:
+def resolve_method(method: str, n_items: int, auto_exact_max_items: int = AUTO_EXACT_MAX_ITEMS,
+                   on_gpu: bool = False) -> str:
     """``"exact"`` or ``"faiss-ivf"`` for ``method`` in :data:`METHODS` and ``n_items`` rows.
 
-    ``auto``: exact for ``n_items <= auto_exact_max_items`` (the reference), faiss-ivf above when
-    faiss is installed, else exact with a logged note. ``faiss-ivf`` without faiss: ImportError.
+    ``auto``: exact on a GPU (``on_gpu``: 1e6 x 768 is ~8e14 flops, seconds on a datacentre
+    GPU) and for ``n_items <= auto_exact_max_items`` (the reference); faiss-ivf above on a CPU
+    when faiss is installed, else exact with a logged note. ``faiss-ivf`` without faiss: ImportError.
     """
     from crslab_mscrs.graphs.knn_faiss import INSTALL_HINT, faiss_available, import_faiss
 
@@ -134,7 +206,7 @@ def resolve_method(method: str, n_items: int, auto_exact_max_items: int = AUTO_E
     if method == "faiss-ivf":
         import_faiss()
         return method
-    if method == "exact" or n_items <= auto_exact_max_items:
+    if method == "exact" or n_items <= auto_exact_max_items or on_gpu:
         return "exact"
     if faiss_available():
         return "faiss-ivf"
@@ -149,15 +221,18 @@ def nearest_neighbours(features: torch.Tensor, k: int, method: str = "auto", npr
                        nlist: Optional[int] = None, auto_exact_max_items: int = AUTO_EXACT_MAX_ITEMS,
                        exact_kernel: str = "tiles", block_size: Optional[int] = None,
                        block_memory_mb: float = 256.0, device: Optional[str] = None,
-                       show_progress: bool = False) -> tuple:
+                       show_progress: bool = False, exact_precision: str = "float32") -> tuple:
     """Top-k cosine neighbours of every (non-zero) row by the chosen method.
 
+    ``device``: where the exact method multiplies (:func:`resolve_device`: a GPU when present).
     Returns ``(indices [N, k'], similarities [N, k'], method_used)``; approximate rows may be
     padded with index -1 / similarity -inf (see :mod:`crslab_mscrs.graphs.knn_faiss`).
     """
-    used = resolve_method(method, features.shape[0], auto_exact_max_items)
+    on_gpu = resolve_device(device, features).type == "cuda"
+    used = resolve_method(method, features.shape[0], auto_exact_max_items, on_gpu)
     if used == "exact":
-        idx, sims = topk_neighbours(features, k, block_size, block_memory_mb, device, show_progress, exact_kernel)
+        idx, sims = topk_neighbours(features, k, block_size, block_memory_mb, device, show_progress, exact_kernel,
+                                    exact_precision)
     else:
         from crslab_mscrs.graphs.knn_faiss import faiss_ivf_topk
 
@@ -200,7 +275,7 @@ def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: 
                     block_memory_mb: float = 256.0, device: Optional[str] = None,
                     show_progress: bool = True, method: str = "auto", nprobe: int = 8,
                     nlist: Optional[int] = None, auto_exact_max_items: int = AUTO_EXACT_MAX_ITEMS,
-                    exact_kernel: str = "tiles") -> Graph:
+                    exact_kernel: str = "tiles", exact_precision: str = "float32") -> Graph:
     """Symmetric kNN graph over items, in the entity id space (see module docstring).
 
     Args:
@@ -215,6 +290,8 @@ def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: 
             or ``"auto"`` (see :func:`resolve_method`); decided on the number of USED items.
         nprobe, nlist: faiss-ivf cells visited per query / number of cells (default ~4 sqrt(N)).
         exact_kernel: ``"tiles"`` or ``"rows"`` (see :func:`topk_neighbours`).
+        exact_precision: ``"float32"`` or ``"bfloat16"`` products (see :func:`topk_neighbours`).
+        device: where the exact products run (default: a GPU when present, else the CPU).
     """
     if weight not in ("cosine", "binary"):
         raise ValueError(f"weight must be 'cosine' or 'binary', got {weight!r}")
@@ -237,13 +314,16 @@ def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: 
 
     rows = features if len(valid) == len(ids) else features[valid]  # no copy when every item is used
     idx, sims, used = nearest_neighbours(rows, k, method, nprobe, nlist, auto_exact_max_items,
-                                         exact_kernel, block_size, block_memory_mb, device, show_progress)
+                                         exact_kernel, block_size, block_memory_mb, device, show_progress,
+                                         exact_precision)
     edge_index, edge_weight, info = union_graph(idx, sims, ids[valid], num_nodes, weight, min_similarity)
     n_items = len(ids)
     stats = {"items": n_items, "items_used": int(len(valid)), "items_missing": int(missing.sum()),
              "zero_vectors": int((zero & ~missing).sum()), "k": int(k), "k_effective": int(idx.shape[1]),
              "method": used, "method_requested": method,
              "exact_kernel": exact_kernel if used == "exact" else None,
+             "exact_precision": exact_precision if used == "exact" else None,
+             "device": str(resolve_device(device, features)) if used == "exact" else "cpu",
              "nprobe": nprobe if used == "faiss-ivf" else None,
              "nlist": (nlist or default_nlist(len(valid))) if used == "faiss-ivf" else None,
              "weight": weight, "min_similarity": min_similarity if weight == "cosine" else None,

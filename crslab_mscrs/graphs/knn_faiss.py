@@ -69,6 +69,7 @@ def faiss_ivf_topk(features: torch.Tensor, k: int, nprobe: int = 8, nlist: Optio
 
     faiss = import_faiss()
     from faiss.contrib.ivf_tools import add_preassigned, search_preassigned
+    faiss.omp_set_num_threads(torch.get_num_threads())  # the threads torch was given, not every core
     n, dim = features.shape
     k_eff = min(int(k), n - 1)
     if k_eff <= 0:

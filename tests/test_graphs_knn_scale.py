@@ -1,0 +1,99 @@
+"""Exact kNN at scale: bfloat16 products re-scored in float32, no whole-input copy, device selection, config key."""
+import pytest
+import torch
+
+from crslab_mscrs import config as cfg
+from crslab_mscrs.graphs import knn
+from crslab_mscrs.graphs.knn import build_knn_graph, nearest_neighbours, resolve_device, resolve_method, topk_neighbours
+
+
+def _clustered(n=600, dim=32, clusters=12, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.randn(clusters, dim, generator=generator) * 3
+    labels = torch.randint(0, clusters, (n,), generator=generator)
+    return centres[labels] + torch.randn(n, dim, generator=generator)
+
+
+@pytest.mark.parametrize("kernel", ["tiles", "rows"])
+def test_bfloat16_matches_float32_and_returns_float32_cosines(kernel):
+    x = _clustered(500)
+    ref_idx, ref_sim = topk_neighbours(x, 10, block_size=128, method=kernel)
+    idx, sim = topk_neighbours(x, 10, block_size=128, method=kernel, precision="bfloat16")
+    assert idx.shape == (500, 10) and sim.dtype == torch.float32
+    recall = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(idx, ref_idx)) / ref_idx.numel()
+    assert recall >= 0.99, recall
+    xn = torch.nn.functional.normalize(x, dim=1)
+    true_cos = (xn.unsqueeze(1) * xn[idx]).sum(-1)
+    assert torch.allclose(sim, true_cos, atol=1e-5)  # re-scored in float32, not bf16 values
+    assert torch.all(sim[:, :-1] >= sim[:, 1:]) and not torch.any(idx == torch.arange(500).unsqueeze(1))
+
+
+def test_float32_kernels_agree_with_a_dense_reference():
+    x = _clustered(300, seed=4) * torch.rand(300, 1) * 5  # rows of different norms: cosine, not dot product
+    xn = torch.nn.functional.normalize(x, dim=1)
+    dense = xn @ xn.T
+    dense.fill_diagonal_(-float("inf"))
+    ref_sim, ref_idx = torch.topk(dense, 7, dim=1)
+    for kernel in ("tiles", "rows"):
+        idx, sim = topk_neighbours(x, 7, block_size=64, method=kernel)
+        assert torch.allclose(sim, ref_sim, atol=1e-5)
+        assert (idx == ref_idx).float().mean() > 0.99  # up to float ties
+
+
+def test_blocks_are_normalised_one_at_a_time_and_the_input_is_untouched(monkeypatch):
+    x = _clustered(400)
+    before = x.clone()
+    seen = []
+    real = knn._unit_block
+
+    def spy(features, inv_norm, start, stop, dtype=torch.float32):
+        seen.append(stop - start)
+        assert features.data_ptr() == x.data_ptr()  # the caller's tensor, not a normalised copy
+        return real(features, inv_norm, start, stop, dtype)
+
+    monkeypatch.setattr(knn, "_unit_block", spy)
+    for kernel in ("tiles", "rows"):
+        topk_neighbours(x, 5, block_size=64, method=kernel, device="cpu")
+        assert len(seen) >= 400 // 64 and max(seen) <= 64  # blocks of 64 rows, never all 400
+        seen.clear()
+    idx, _ = topk_neighbours(x, 5, block_size=64, precision="bfloat16", device="cpu")
+    assert max(seen[:-1]) <= 64  # tiles; the last call is the float32 re-scoring chunk
+    assert torch.equal(x, before) and idx.shape == (400, 5)
+
+
+def test_shortlist_and_padding_on_tiny_inputs():
+    x = _clustered(6, dim=4)
+    idx, sim = topk_neighbours(x, 10, precision="bfloat16")  # k and k + 8 both capped at N - 1
+    assert idx.shape == (6, 5) and torch.all(idx >= 0) and torch.all(torch.isfinite(sim))
+    assert all(sorted(row.tolist()) == sorted(set(range(6)) - {i}) for i, row in enumerate(idx))
+    idx, sim = topk_neighbours(x[:1], 3, precision="bfloat16")
+    assert idx.shape == (1, 0) and sim.shape == (1, 0)
+    with pytest.raises(ValueError, match="precision"):
+        topk_neighbours(x, 2, precision="float16")
+
+
+def test_device_selection_prefers_a_gpu_and_auto_is_exact_there(monkeypatch):
+    x = torch.randn(4, 3)
+    assert resolve_device("cpu", x).type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device(None, x).type == "cuda"
+    assert resolve_device("cpu", x).type == "cpu"  # an explicit device wins
+    assert resolve_method("auto", 10**6, on_gpu=True) == "exact"
+    calls = {}
+
+    def fake_topk(features, k, block_size, block_memory_mb, device, show_progress, kernel, precision):
+        calls.update(device=device, precision=precision)
+        return torch.zeros(len(features), k, dtype=torch.long), torch.zeros(len(features), k)
+
+    monkeypatch.setattr(knn, "topk_neighbours", fake_topk)
+    _, _, used = nearest_neighbours(x, 2, method="auto", auto_exact_max_items=2, exact_precision="bfloat16")
+    assert used == "exact" and calls == {"device": None, "precision": "bfloat16"}  # device None -> cuda inside
+
+
+def test_graph_records_device_and_precision_and_config_key_is_known():
+    graph = build_knn_graph(_clustered(120), list(range(120)), 120, k=4, show_progress=False, method="exact",
+                            exact_precision="bfloat16", device="cpu")
+    assert graph.stats["exact_precision"] == "bfloat16" and graph.stats["device"] == "cpu"
+    cfg.validate({"features": {"graphs": {"knn_exact_precision": "bfloat16"}}})
+    with pytest.raises(cfg.ConfigError, match="did you mean 'knn_exact_precision'"):
+        cfg.validate({"features": {"graphs": {"knn_exact_precison": "bfloat16"}}})
