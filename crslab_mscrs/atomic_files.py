@@ -38,3 +38,14 @@ def write_text_atomic(path: PathLike, text: str) -> None:
     """``Path.write_text`` (UTF-8) through :func:`replacing`."""
     with replacing(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this PID exists on this machine (signal 0; another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True

@@ -45,13 +45,9 @@ _LEFTOVER = re.compile(r"^(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)$")
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+    from crslab_mscrs.atomic_files import process_alive  # the one liveness check
+
+    return process_alive(pid)
 
 
 def recover_leftovers(final_dir) -> List[Path]:

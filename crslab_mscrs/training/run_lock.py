@@ -20,7 +20,7 @@ from typing import Optional
 
 from loguru import logger
 
-from crslab_mscrs.atomic_files import temporary_sibling
+from crslab_mscrs.atomic_files import process_alive, temporary_sibling
 
 LOCK_NAME = "run.lock"
 RANK_VARIABLES = ("RANK", "SLURM_PROCID")
@@ -37,16 +37,6 @@ def process_start_time(pid: int) -> Optional[int]:
     except OSError:
         return None
     return int(stat[stat.rindex(")") + 2:].split()[19])  # field 22, after "pid (comm) "
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
 
 
 @dataclass(frozen=True)
