@@ -24,6 +24,15 @@ def conversation(conv_id, turns):
     return {"conv_id": conv_id, "dialog": [utt(i, role, m) for i, (role, m) in enumerate(turns)]}
 
 
+def write_model_config(tmp_path: Path, model: str) -> Path:
+    """``<tmp_path>/configs/<model>/redial.yaml`` naming ``model`` on the tiny ReDial; returns
+    the harness's run folder of seed 0 (``<tmp_path>/results/runs/<model>/redial/seed0``)."""
+    family = model.lower()
+    (tmp_path / "configs" / family).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "configs" / family / "redial.yaml").write_text(f"dataset: ReDial\ntokenize: nltk\nmodel: {model}\n")
+    return tmp_path / "results" / "runs" / family / "redial" / "seed0"
+
+
 def make_tiny_dataset(root: Path, name: str = "redial") -> Path:
     target = root / "dataset" / name / "nltk"
     target.mkdir(parents=True)
@@ -175,10 +184,8 @@ def test_quick_mode_runs_in_seconds(tmp_path):
 
 def test_reuse_scores_earlier_model_outputs_without_rerunning(tmp_path, monkeypatch):
     root = make_tiny_dataset(tmp_path / "data")
-    (tmp_path / "configs" / "kbrd").mkdir(parents=True)
-    (tmp_path / "configs" / "kbrd" / "redial.yaml").write_text("dataset: ReDial\ntokenize: nltk\nmodel: KBRD\n")
+    run_dir = write_model_config(tmp_path, "KBRD")
     out = tmp_path / "results"
-    run_dir = out / "runs" / "kbrd" / "redial" / "seed0"
     run_dir.mkdir(parents=True)
     # a perfect ranking for the four test turns, as a finished earlier run would have left it
     firsts = {("t1", 1): [6, 7], ("t1", 3): [5, 0], ("t2", 1): [1], ("t2", 3): [1, 2]}
@@ -226,8 +233,7 @@ def test_config_variant_prefers_dataset_variant_and_falls_back(tmp_path, monkeyp
 
 def test_no_run_reports_missing_model_runs_as_not_run(tmp_path, monkeypatch):
     root = make_tiny_dataset(tmp_path / "data")
-    (tmp_path / "configs" / "kbrd").mkdir(parents=True)
-    (tmp_path / "configs" / "kbrd" / "redial.yaml").write_text("dataset: ReDial\ntokenize: nltk\nmodel: KBRD\n")
+    write_model_config(tmp_path, "KBRD")
 
     def no_subprocess(*args, **kwargs):
         raise AssertionError("--no-run must not start a model run")
@@ -248,10 +254,8 @@ def test_resume_continues_a_killed_mscrs_run_from_its_own_checkpoints(tmp_path, 
     """Each model run keeps its checkpoints in its own folder; ``--resume`` restarts a killed
     MSCRS run with ``-rs`` (same recipe only) and adds up its wall time."""
     root = make_tiny_dataset(tmp_path / "data")
-    (tmp_path / "configs" / "mscrs").mkdir(parents=True)
-    (tmp_path / "configs" / "mscrs" / "redial.yaml").write_text("dataset: ReDial\ntokenize: nltk\nmodel: MSCRS\n")
+    run_dir = write_model_config(tmp_path, "MSCRS")
     out = tmp_path / "results"
-    run_dir = out / "runs" / "mscrs" / "redial" / "seed0"
     commands = []
 
     def fake_run(cmd, log_path, timeout, append=False):
@@ -304,10 +308,8 @@ def test_resume_after_the_harness_itself_was_killed(tmp_path, monkeypatch, left_
     """Ctrl-C or a reboot kills the harness with its run: no exit code was recorded (or no
     record at all, from an older harness); the run's checkpoints folder is enough to resume."""
     root = make_tiny_dataset(tmp_path / "data")
-    (tmp_path / "configs" / "unicrs").mkdir(parents=True)
-    (tmp_path / "configs" / "unicrs" / "redial.yaml").write_text("dataset: ReDial\ntokenize: nltk\nmodel: UniCRS\n")
+    run_dir = write_model_config(tmp_path, "UniCRS")
     out = tmp_path / "results"
-    run_dir = out / "runs" / "unicrs" / "redial" / "seed0"
     (run_dir / "checkpoints" / "ReDial_UniCRS_seed0").mkdir(parents=True)
     if left_behind == "record of a killed harness":
         (run_dir / "rankings.jsonl").write_text("")  # outputs of a finished rec stage

@@ -134,13 +134,11 @@ def test_a_truncated_last_checkpoint_falls_back_to_the_previous_one(uninterrupte
 
 def test_the_benchmark_harness_reports_an_inexact_resume(tmp_path, monkeypatch):
     """``--resume`` of a run that logs "resume is NOT exact" is not reported as a plain resume."""
-    from test_eval_benchmark import N_ITEMS, harness, make_tiny_dataset
+    from test_eval_benchmark import N_ITEMS, harness, make_tiny_dataset, write_model_config
 
     root = make_tiny_dataset(tmp_path / "data")
-    (tmp_path / "configs" / "mscrs").mkdir(parents=True)
-    (tmp_path / "configs" / "mscrs" / "redial.yaml").write_text("dataset: ReDial\ntokenize: nltk\nmodel: MSCRS\n")
+    run_dir = write_model_config(tmp_path, "MSCRS")
     out = tmp_path / "results"
-    run_dir = out / "runs" / "mscrs" / "redial" / "seed0"
 
     def fake_run(cmd, log_path, timeout, append=False):
         with open(log_path, "a" if append else "w") as log:

@@ -141,13 +141,11 @@ def test_harness_runs_die_with_the_harness(tmp_path):
 
 
 def test_harness_resume_refuses_a_folder_a_live_run_still_holds(tmp_path, monkeypatch):
-    from test_eval_benchmark import harness, make_tiny_dataset
+    from test_eval_benchmark import harness, make_tiny_dataset, write_model_config
 
     root = make_tiny_dataset(tmp_path / "data")
-    (tmp_path / "configs" / "mscrs").mkdir(parents=True)
-    (tmp_path / "configs" / "mscrs" / "redial.yaml").write_text("dataset: ReDial\ntokenize: nltk\nmodel: MSCRS\n")
+    left_behind = write_model_config(tmp_path, "MSCRS") / "checkpoints" / "ReDial_MSCRS_seed0_abc"
     out = tmp_path / "results"
-    left_behind = out / "runs" / "mscrs" / "redial" / "seed0" / "checkpoints" / "ReDial_MSCRS_seed0_abc"
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         left_behind.mkdir(parents=True)
