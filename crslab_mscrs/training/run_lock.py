@@ -21,9 +21,9 @@ from typing import Optional
 from loguru import logger
 
 from crslab_mscrs.atomic_files import process_alive, temporary_sibling
+from crslab_mscrs.training import distributed
 
 LOCK_NAME = "run.lock"
-RANK_VARIABLES = ("RANK", "SLURM_PROCID")
 
 
 class RunFolderLocked(RuntimeError):
@@ -73,15 +73,6 @@ class LockOwner:
         return f"process {self.pid} on {self.host}" + (f" (since {self.since})" if self.since else "")
 
 
-def distributed_rank() -> int:
-    """This process's rank in a distributed run (0 when not distributed)."""
-    for name in RANK_VARIABLES:
-        value = os.environ.get(name)
-        if value not in (None, ""):
-            return int(value)
-    return 0
-
-
 def live_owner(folder: Path) -> Optional[LockOwner]:
     """The live process that holds ``folder``'s lock (one on another host counts as live), or None."""
     owner = LockOwner.read(Path(folder) / LOCK_NAME)
@@ -113,7 +104,7 @@ class RunLock:
                                f"names PID {owner.pid}. {hint}")
 
     def acquire(self) -> None:
-        if distributed_rank() != 0:
+        if not distributed.is_writer():  # torchrun: rank 0 holds the folder for the job
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         text = json.dumps(asdict(self.owner))
