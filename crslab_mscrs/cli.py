@@ -132,13 +132,15 @@ def build_system(opt: dict, data_root=None, save_dir=None, gpu: str = "-1", debu
     from crslab.system import get_system
 
     from crslab_mscrs import paths, registry
-    from crslab_mscrs.prerequisites import require_built_dataset
+    from crslab_mscrs.prerequisites import require_built_dataset, require_kgsf_copy_mask
 
     root = paths.resolve_data_root(data_root, opt["data_root"])
     paths.set_data_root(root, save_dir or opt["save_dir"])
     registry.register_custom_datasets(root)  # user datasets built under this root (docs/own_data.md)
     opt["data_root"] = str(root)
     require_built_dataset(root, opt["dataset"], opt["tokenize"])
+    if opt.get("model") == "KGSF":
+        require_kgsf_copy_mask(root, opt["dataset"])
     config = make_crslab_config(opt, gpu, debug)
     dataset = get_dataset(config, config["tokenize"], restore_data, save_data)
     loaders = [get_dataloader(config, split, dataset.vocab)

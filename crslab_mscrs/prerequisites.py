@@ -36,3 +36,18 @@ def require_built_dataset(data_root: Path, dataset: str, tokenize: str) -> Path:
         raise MissingPrerequisite(f"built dataset not found: {folder} (no train_data.json): "
                                   f"{build_data_hint(data_root)}")
     return folder
+
+
+def require_kgsf_copy_mask(data_root: Path, dataset: str) -> Path:
+    """KGSF's copy mask (:mod:`crslab_mscrs.data.copy_mask`), or :class:`MissingPrerequisite`.
+
+    Without it CRSLab's KGSF tries to download its original resources from a dead link and
+    fails with "Connection broken"; ``build-data`` writes the mask beside the dataset.
+    """
+    from crslab_mscrs.data.copy_mask import copy_mask_dir
+
+    path = copy_mask_dir(Path(data_root), dataset) / "copy_mask.npy"
+    if not path.is_file():
+        raise MissingPrerequisite(f"KGSF copy mask not found: {path} (written with the dataset by "
+                                  f"build-data into <data root>/model): {build_data_hint(data_root)}")
+    return path

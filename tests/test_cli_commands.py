@@ -69,3 +69,14 @@ def test_a_missing_graph_file_names_make_features(tmp_path):
     result = run_cli(tmp_path, "--config", "mscrs/sample", "--set", f"features_dir={tmp_path / 'none'}")
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "cooccurrence_graph.pt not found" in result.stderr and "make features" in result.stderr
+
+
+def test_kgsf_without_its_copy_mask_names_build_data_instead_of_downloading(tmp_path):
+    from crslab_mscrs.data.sample import sample_data_root
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "dataset").symlink_to(Path(sample_data_root()) / "dataset")  # the dataset, no model/
+    result = run_cli(tmp_path, "--config", "kgsf/sample", "--data-root", str(root))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "KGSF copy mask not found" in result.stderr and "build-data" in result.stderr
