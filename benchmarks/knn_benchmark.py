@@ -9,7 +9,7 @@ Goals (issue 19, docs/data.md#large-catalogues): exact at 1e5 x 768 in < 60 s on
 >= 0.95 against exact.
 
 Every (method, size) case runs in a FRESH subprocess so that its peak RSS
-(``resource.getrusage(...).ru_maxrss``, read right after the build, before the recall
+(VmHWM after resetting it once the data are generated, else ``ru_maxrss``; read right after the build, before the recall
 check) belongs to that case alone; the data are generated chunk by chunk, so the peak is
 the input plus what the build adds. The report gives the peak and its ratio to the input
 vectors (N d 4 bytes). ``tracemalloc`` does not see torch/faiss allocations, so RSS is used.
@@ -19,6 +19,8 @@ would give than the wall time, but is not a measurement of it). A case that runs
 
 - exact / exact-bf16: :func:`crslab_mscrs.graphs.knn.nearest_neighbours`, ``method="exact"``
   (symmetric tiles), float32 or bfloat16 products (``exact_precision``).
+- cells: the same with ``method="cells"`` (:mod:`crslab_mscrs.graphs.knn_cells`; settings
+  from ``--cells KEY=VALUE``, e.g. ``--cells cell_size=64``, else its defaults).
 - faiss-ivf: the same with ``method="faiss-ivf"`` (IVF-Flat, nlist ~ 4 sqrt(N), ``--nprobe``).
 - ivf-tiles: the experiment in ``benchmarks/knn_ivf_tiles.py`` (k-means cells searched as
   dense bf16 tiles; not a method of the package).
@@ -51,7 +53,30 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # this checkout's package, not another installed copy
     sys.path.insert(0, str(REPO_ROOT))
 
-METHODS = ("exact", "exact-bf16", "faiss-ivf", "ivf-tiles", "dense")
+METHODS = ("exact", "exact-bf16", "cells", "faiss-ivf", "ivf-tiles", "dense")
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (``/proc/self/clear_refs`` 5, Linux >= 4.0) so that
+    the peak measured after the build is the build's, not the data generation's."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float:
+    """VmHWM of this process (peak RSS since the last reset), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _rss_mb() -> float:
@@ -122,6 +147,7 @@ def run_case(method: str, n: int, args) -> dict:
     x = make_data(n, args.dim, args.data)
     ids = torch.arange(n)
     base_rss = _rss_mb()
+    peak_reset = _reset_peak_rss()
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     if method == "dense":
@@ -131,6 +157,11 @@ def run_case(method: str, n: int, args) -> dict:
         order = torch.argsort(sims, dim=1, descending=True)[:, :args.k]
         idx, val = order, torch.gather(sims, 1, order)
         del sims, xn
+    elif method == "cells":
+        from crslab_mscrs.graphs.knn import cells_settings
+
+        idx, val, _ = nearest_neighbours(x, args.k, method="cells", device="cpu", cells=cells_settings(
+            {key: float(v) if "." in v else int(v) for key, v in (item.split("=", 1) for item in args.cells)}))
     elif method == "ivf-tiles":
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from knn_ivf_tiles import ivf_tiles_topk
@@ -145,14 +176,16 @@ def run_case(method: str, n: int, args) -> dict:
     seconds = time.perf_counter() - start
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     cpu_seconds = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = _peak_rss_mb()
     input_mb = n * args.dim * 4 / 2**20
     row = {"method": method, "n": n, "dim": args.dim, "k": args.k, "threads": args.threads, "data": args.data,
            "seconds": round(seconds, 2), "search_seconds": round(search_s, 2), "cpu_seconds": round(cpu_seconds, 1), "edges": int(edge_index.shape[1]),
            "peak_rss_mb": round(peak_mb, 1), "rss_before_mb": round(base_rss, 1), "input_mb": round(input_mb, 1),
-           "peak_over_input": round(peak_mb / input_mb, 2), "load_after_build": round(os.getloadavg()[0], 2)}
+           "peak_over_input": round(peak_mb / input_mb, 2), "peak_since_data_generated": peak_reset, "load_after_build": round(os.getloadavg()[0], 2)}
     if method == "faiss-ivf":
         row["nprobe"] = args.nprobe
+    if method == "cells":
+        row["cells"] = list(args.cells)
     generator = torch.Generator().manual_seed(1)
     rows = torch.arange(n) if n <= args.recall_all_max else torch.randperm(n, generator=generator)[
         :args.recall_queries]
@@ -170,6 +203,8 @@ def main(argv=None) -> list:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", choices=("clustered", "gaussian"), default="clustered")
     parser.add_argument("--nprobe", type=int, default=8, help="faiss-ivf cells probed per query")
+    parser.add_argument("--cells", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="cells method settings (CellsSettings fields), e.g. cell_size=64 spill_ratio=0.9")
     parser.add_argument("--tiles-nprobe", type=int, default=1, help="ivf-tiles cells per row")
     parser.add_argument("--tiles-cell-size", type=int, default=64, help="ivf-tiles items per k-means cell")
     parser.add_argument("--recall-all-max", type=int, default=20000, help="all queries up to this N")
@@ -197,7 +232,8 @@ def main(argv=None) -> list:
             command = [sys.executable, __file__, "--case", f"{method},{n}"] + [
                 a for key in ("dim", "k", "threads", "data", "nprobe", "tiles_nprobe", "tiles_cell_size",
                               "recall_all_max", "recall_queries")
-                for a in (f"--{key.replace('_', '-')}", str(getattr(args, key)))]
+                for a in (f"--{key.replace('_', '-')}", str(getattr(args, key)))] + (
+                ["--cells", *args.cells] if args.cells else [])
             try:
                 out = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
                                      env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
@@ -211,7 +247,8 @@ def main(argv=None) -> list:
                 continue
             row = json.loads(out.stdout.strip().splitlines()[-1])
             results.append(row)
-            print(f"{method:10s} n={n:>7d}: {row['seconds']:8.2f} s (search {row['search_seconds']:.2f} s, "
+            label = method + (f" ({' '.join(args.cells)})" if method == "cells" and args.cells else "")
+            print(f"{label:10s} n={n:>7d}: {row['seconds']:8.2f} s (search {row['search_seconds']:.2f} s, "
                   f"CPU {row.get('cpu_seconds', float('nan')):.1f} s), "
                   f"peak RSS {row['peak_rss_mb']:8.1f} MB = {row['peak_over_input']:.2f}x the input "
                   f"({row['input_mb']:.0f} MB; {row['rss_before_mb']:.0f} MB before the build), recall@{args.k} {row['recall']:.4f} over {row['recall_queries']} "

@@ -97,3 +97,26 @@ def test_graph_records_device_and_precision_and_config_key_is_known():
     cfg.validate({"features": {"graphs": {"knn_exact_precision": "bfloat16"}}})
     with pytest.raises(cfg.ConfigError, match="did you mean 'knn_exact_precision'"):
         cfg.validate({"features": {"graphs": {"knn_exact_precison": "bfloat16"}}})
+
+
+def test_union_graph_equals_a_set_based_union_of_the_directed_lists():
+    from crslab_mscrs.graphs.knn import union_graph
+
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        m, k = int(torch.randint(2, 40, (1,), generator=generator)), int(torch.randint(1, 6, (1,), generator=generator))
+        n = m + 7
+        ids = torch.randperm(n, generator=generator)[:m]
+        idx = torch.randint(-1, m, (m, k), generator=generator)
+        sims = torch.rand(m, k, generator=generator) * 2 - 1
+        expected = {}
+        for row in range(m):
+            for j in range(k):
+                if idx[row, j] >= 0 and sims[row, j] > 0.1:
+                    a, b = int(ids[row]), int(ids[idx[row, j]])
+                    for edge in ((a, b), (b, a)):
+                        expected[edge] = max(expected.get(edge, -2.0), float(sims[row, j]))
+        edge_index, edge_weight, info = union_graph(idx, sims, ids, n, "cosine", 0.1)
+        got = {(int(a), int(b)): float(w) for (a, b), w in zip(edge_index.T.tolist(), edge_weight)}
+        assert got == pytest.approx(expected) and list(got) == sorted(expected)
+        assert info["directed_hits_missing"] == int((idx < 0).sum())

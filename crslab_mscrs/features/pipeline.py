@@ -281,7 +281,7 @@ class FeaturePipeline:
 
     def build_graphs(self, which=("cooccurrence", "text_knn", "image_knn")) -> dict:
         from crslab_mscrs.graphs.cooccurrence import build_cooccurrence_graph
-        from crslab_mscrs.graphs.knn import build_knn_graph
+        from crslab_mscrs.graphs.knn import build_knn_graph, cells_settings
 
         g = self.cfg["graphs"]
         entity2id = cat.load_entity2id(self.entity2id_path())
@@ -317,8 +317,9 @@ class FeaturePipeline:
                                     min_similarity=params["min_similarity"], block_memory_mb=g["block_memory_mb"],
                                     device=self.cfg["device"], method=g["knn_method"], nprobe=g["knn_nprobe"],
                                     nlist=g["knn_nlist"], auto_exact_max_items=g["knn_auto_exact_max_items"],
-                                    exact_precision=g["knn_exact_precision"])
-            method_used = {key: graph.stats[key] for key in ("method", "nprobe", "nlist", "exact_precision")}
+                                    exact_precision=g["knn_exact_precision"],
+                                    cells=cells_settings(g.get("knn_cells")))
+            method_used = {key: graph.stats[key] for key in ("method", "nprobe", "nlist", "exact_precision", "cells")}
             inputs = {"features": feat_path, "item_ids": storage.item_list(self.catalogue().item_ids),
                       "entity2id": self.entity2id_path()}  # checked against the trained dataset at model load
             storage.save_graph(graph, self._path(f"{name}_graph.pt"), inputs=inputs,

@@ -210,7 +210,7 @@ def save_vectors_and_graph(features: torch.Tensor, missing: torch.Tensor, covera
                        inputs={"features": feat_path, "item_ids": storage.item_list(ids.item_ids),
                                "entity2id": ids.directory / "entity2id.json"},
                        parameters={"k": k, "weight": "cosine", "min_similarity": 0.0,
-                                   **{key: graph.stats[key] for key in ("method", "nprobe", "nlist")}},
+                                   **{key: graph.stats[key] for key in ("method", "nprobe", "nlist", "cells")}},
                        encoder=encoder)
     return {"features": str(feat_path), "graph": str(graph_path), "coverage": coverage,
             "graph_edges": graph.num_edges, "items_in_graph": graph.stats.get("items_used")}

@@ -18,12 +18,14 @@ the input is neither copied nor normalised as a whole (N inverse norms scale eac
 
 Methods (``method=``): ``"exact"`` is the blockwise build above, the reference, O(N^2 d)
 time (float32 or bfloat16 products, on a GPU when one is present; measured times in
-benchmarks/README.md#knn-graphs-knn_benchmarkpy); ``"faiss-ivf"`` is the approximate
-IVF-Flat search of :mod:`crslab_mscrs.graphs.knn_faiss` (needs ``faiss-cpu``, extra ``ann``);
-``"auto"`` takes exact on a GPU and up to ``auto_exact_max_items`` (20k) items, faiss-ivf
-above on a CPU when faiss is installed. Every method gives the same output format and
-invariants (self and missing items excluded, union symmetrisation, memory O(N k) + blocks
-or index).
+benchmarks/README.md#knn-graphs-knn_benchmarkpy); ``"cells"`` is the approximate all-pairs
+search of :mod:`crslab_mscrs.graphs.knn_cells` (small k-means cells searched as dense
+products, plain torch, about N d (N / cell_size + cell_size) flops); ``"faiss-ivf"`` is the
+IVF-Flat search of :mod:`crslab_mscrs.graphs.knn_faiss` (needs ``faiss-cpu``, extra
+``ann``; kept for comparison: its recall at 1e6 items is low, benchmarks/README.md).
+``"auto"`` takes exact on a GPU and up to ``auto_exact_max_items`` (20k) items, cells above
+on a CPU. Every method gives the same output format and invariants (self and missing items
+excluded, union symmetrisation, memory O(N k) + blocks or index).
 """
 from __future__ import annotations
 
@@ -187,44 +189,54 @@ def _topk_tiles(x, inv_norm, k_eff, block_size, block_memory_mb, show_progress, 
     return best_idx, best_val.float()
 
 
-AUTO_EXACT_MAX_ITEMS = 20000  # method="auto": exact up to this many items, faiss-ivf above (when installed)
-METHODS = ("auto", "exact", "faiss-ivf")
+AUTO_EXACT_MAX_ITEMS = 20000  # method="auto" on a CPU: exact up to this many items, cells above
+METHODS = ("auto", "exact", "cells", "faiss-ivf")
 
 
 def resolve_method(method: str, n_items: int, auto_exact_max_items: int = AUTO_EXACT_MAX_ITEMS,
                    on_gpu: bool = False) -> str:
-    """``"exact"`` or ``"faiss-ivf"`` for ``method`` in :data:`METHODS` and ``n_items`` rows.
+    """The method that runs for ``method`` in :data:`METHODS` and ``n_items`` rows.
 
-    ``auto``: exact on a GPU (``on_gpu``: 1e6 x 768 is ~8e14 flops, seconds on a datacentre
-    GPU) and for ``n_items <= auto_exact_max_items`` (the reference); faiss-ivf above on a CPU
-    when faiss is installed, else exact with a logged note. ``faiss-ivf`` without faiss: ImportError.
+    ``auto``: exact on a GPU (``on_gpu``: 1e6 x 768 is ~1.5e15 flops, seconds on a datacentre
+    GPU) and for ``n_items <= auto_exact_max_items`` (the reference); cells above on a CPU.
+    ``faiss-ivf`` without faiss: ImportError naming the extra.
     """
-    from crslab_mscrs.graphs.knn_faiss import INSTALL_HINT, faiss_available, import_faiss
-
     if method not in METHODS:
         raise ValueError(f"kNN method must be one of {METHODS}, got {method!r}")
     if method == "faiss-ivf":
+        from crslab_mscrs.graphs.knn_faiss import import_faiss
+
         import_faiss()
         return method
-    if method == "exact" or n_items <= auto_exact_max_items or on_gpu:
-        return "exact"
-    if faiss_available():
-        return "faiss-ivf"
-    from loguru import logger
+    if method == "auto":
+        return "exact" if n_items <= auto_exact_max_items or on_gpu else "cells"
+    return method
 
-    logger.info(f"kNN method 'auto': {n_items} items > {auto_exact_max_items} but faiss is not installed "
-                f"({INSTALL_HINT}); using the exact blockwise build (O(N^2 d), slow at this size)")
-    return "exact"
+
+def cells_settings(config: Optional[dict] = None):
+    """:class:`~crslab_mscrs.graphs.knn_cells.CellsSettings` from the features config's
+    ``graphs.knn_cells`` mapping (unknown keys: ValueError naming them)."""
+    from dataclasses import fields
+
+    from crslab_mscrs.graphs.knn_cells import CellsSettings
+
+    config = dict(config or {})
+    known = {f.name for f in fields(CellsSettings)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"graphs.knn_cells: unknown keys {unknown}; known: {sorted(known)}")
+    return CellsSettings(**config)
 
 
 def nearest_neighbours(features: torch.Tensor, k: int, method: str = "auto", nprobe: int = 8,
                        nlist: Optional[int] = None, auto_exact_max_items: int = AUTO_EXACT_MAX_ITEMS,
                        exact_kernel: str = "tiles", block_size: Optional[int] = None,
                        block_memory_mb: float = 256.0, device: Optional[str] = None,
-                       show_progress: bool = False, exact_precision: str = "float32") -> tuple:
+                       show_progress: bool = False, exact_precision: str = "float32", cells=None) -> tuple:
     """Top-k cosine neighbours of every (non-zero) row by the chosen method.
 
-    ``device``: where the exact method multiplies (:func:`resolve_device`: a GPU when present).
+    ``device``: where the exact and cells methods multiply (:func:`resolve_device`: a GPU when
+    present). ``cells``: :class:`~crslab_mscrs.graphs.knn_cells.CellsSettings` (None: defaults).
     Returns ``(indices [N, k'], similarities [N, k'], method_used)``; approximate rows may be
     padded with index -1 / similarity -inf (see :mod:`crslab_mscrs.graphs.knn_faiss`).
     """
@@ -233,6 +245,10 @@ def nearest_neighbours(features: torch.Tensor, k: int, method: str = "auto", npr
     if used == "exact":
         idx, sims = topk_neighbours(features, k, block_size, block_memory_mb, device, show_progress, exact_kernel,
                                     exact_precision)
+    elif used == "cells":
+        from crslab_mscrs.graphs.knn_cells import cells_topk
+
+        idx, sims = cells_topk(features, k, cells, str(resolve_device(device, features)), show_progress)
     else:
         from crslab_mscrs.graphs.knn_faiss import faiss_ivf_topk
 
@@ -246,26 +262,53 @@ def union_graph(idx: torch.Tensor, sims: torch.Tensor, row_ids: torch.Tensor, nu
 
     ``idx``/``sims``: ``[M, k]`` neighbours as row positions (-1 = no hit, skipped);
     ``row_ids``: entity id of each of the M rows. Returns ``(edge_index [2, E], edge_weight [E],
-    info)`` sorted by :func:`sort_edges`; ``info`` counts the dropped directed entries.
+    info)`` sorted by (source, target) as :func:`sort_edges`; ``info`` counts the dropped
+    directed entries. A pair found from both ends keeps the larger of its two (float-rounded)
+    cosines. Memory: each directed hit is keyed once as an unordered pair (lo * n + hi), so
+    the dedup sorts M k keys, not 2 M k; the output is built from the sorted pairs.
     """
-    found = idx.flatten() >= 0  # approximate search may return fewer than k hits
-    src = row_ids.repeat_interleave(idx.shape[1])[found]
-    dst = row_ids[idx.flatten()[found]]
-    w = sims.flatten()[found].float()
+    n = int(num_nodes)
+    k = idx.shape[1]
+    flat = idx.reshape(-1)
+    found = flat >= 0  # approximate search may return fewer than k hits
+    keep = found
     dropped = 0
     if weight == "cosine":
-        keep = w > min_similarity
-        dropped = int((~keep).sum())
-        src, dst, w = src[keep], dst[keep], w[keep]
-    else:
-        w = torch.ones_like(w)
-    rows = torch.cat([src, dst])
-    cols = torch.cat([dst, src])
-    codes, first = torch.unique(rows * int(num_nodes) + cols, return_inverse=True)
-    merged = torch.zeros(len(codes)).scatter_reduce(0, first, torch.cat([w, w]), reduce="amax", include_self=False)
-    edge_index = torch.stack([codes // int(num_nodes), codes % int(num_nodes)])
-    edge_index, edge_weight = sort_edges(edge_index, merged, num_nodes)
+        above = sims.reshape(-1) > min_similarity
+        dropped = int((found & ~above).sum())
+        keep = found & above
+    pos = torch.nonzero(keep).flatten()
     info = {"directed_edges_dropped_by_min_similarity": dropped, "directed_hits_missing": int((~found).sum())}
+    del keep, found
+    src = row_ids[torch.div(pos, k, rounding_mode="floor")]
+    dst = row_ids[flat[pos]]
+    w = sims.reshape(-1)[pos].float() if weight == "cosine" else None
+    del pos
+    pair = torch.minimum(src, dst) * n + torch.maximum(src, dst)
+    del src, dst
+    pair, order = torch.sort(pair)
+    first = torch.ones(len(pair), dtype=torch.bool)
+    first[1:] = pair[1:] != pair[:-1]
+    if w is None:
+        uw = torch.ones(int(first.sum()))
+    else:
+        group = torch.cumsum(first, 0) - 1
+        uw = torch.full((int(first.sum()),), -math.inf).scatter_reduce(0, group, w[order], reduce="amax")
+        del group, w
+    del order
+    pair = pair[first]
+    del first
+    lo, hi = torch.div(pair, n, rounding_mode="floor"), pair % n
+    del pair
+    # both directions, sorted by (source, target)
+    off = lo != hi  # a self pair (never from the kNN methods) is one edge, not two
+    code = torch.cat([lo * n + hi, (hi * n + lo)[off]])
+    weights = torch.cat([uw, uw[off]])
+    del lo, hi, uw, off
+    code, order = torch.sort(code)
+    edge_weight = weights[order]
+    del weights, order
+    edge_index = torch.stack([torch.div(code, n, rounding_mode="floor"), code % n])
     return edge_index, edge_weight, info
 
 
@@ -275,7 +318,7 @@ def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: 
                     block_memory_mb: float = 256.0, device: Optional[str] = None,
                     show_progress: bool = True, method: str = "auto", nprobe: int = 8,
                     nlist: Optional[int] = None, auto_exact_max_items: int = AUTO_EXACT_MAX_ITEMS,
-                    exact_kernel: str = "tiles", exact_precision: str = "float32") -> Graph:
+                    exact_kernel: str = "tiles", exact_precision: str = "float32", cells=None) -> Graph:
     """Symmetric kNN graph over items, in the entity id space (see module docstring).
 
     Args:
@@ -286,8 +329,11 @@ def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: 
         missing_mask: ``[N]`` bool, True = no feature for this item (excluded).
         weight: ``"cosine"`` or ``"binary"``.
         min_similarity: cosine mode only: drop edges with similarity <= this.
-        method: ``"exact"`` (blockwise, the reference), ``"faiss-ivf"`` (approximate, needs faiss)
-            or ``"auto"`` (see :func:`resolve_method`); decided on the number of USED items.
+        method: ``"exact"`` (blockwise, the reference), ``"cells"`` (approximate, k-means cells),
+            ``"faiss-ivf"`` (approximate, needs faiss) or ``"auto"`` (see :func:`resolve_method`);
+            decided on the number of USED items.
+        cells: :class:`~crslab_mscrs.graphs.knn_cells.CellsSettings` of the cells method
+            (None: defaults; :func:`cells_settings` reads them from a config mapping).
         nprobe, nlist: faiss-ivf cells visited per query / number of cells (default ~4 sqrt(N)).
         exact_kernel: ``"tiles"`` or ``"rows"`` (see :func:`topk_neighbours`).
         exact_precision: ``"float32"`` or ``"bfloat16"`` products (see :func:`topk_neighbours`).
@@ -315,7 +361,7 @@ def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: 
     rows = features if len(valid) == len(ids) else features[valid]  # no copy when every item is used
     idx, sims, used = nearest_neighbours(rows, k, method, nprobe, nlist, auto_exact_max_items,
                                          exact_kernel, block_size, block_memory_mb, device, show_progress,
-                                         exact_precision)
+                                         exact_precision, cells)
     edge_index, edge_weight, info = union_graph(idx, sims, ids[valid], num_nodes, weight, min_similarity)
     n_items = len(ids)
     stats = {"items": n_items, "items_used": int(len(valid)), "items_missing": int(missing.sum()),
@@ -323,9 +369,18 @@ def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: 
              "method": used, "method_requested": method,
              "exact_kernel": exact_kernel if used == "exact" else None,
              "exact_precision": exact_precision if used == "exact" else None,
-             "device": str(resolve_device(device, features)) if used == "exact" else "cpu",
+             "device": str(resolve_device(device, features)) if used in ("exact", "cells") else "cpu",
              "nprobe": nprobe if used == "faiss-ivf" else None,
              "nlist": (nlist or default_nlist(len(valid))) if used == "faiss-ivf" else None,
+             "cells": _cells_stats(cells) if used == "cells" else None,
              "weight": weight, "min_similarity": min_similarity if weight == "cosine" else None,
              **info, "symmetrisation": "union"}
     return Graph(edge_index, edge_weight, int(num_nodes), stats)
+
+
+def _cells_stats(cells) -> dict:
+    from dataclasses import asdict
+
+    from crslab_mscrs.graphs.knn_cells import CellsSettings
+
+    return asdict(cells or CellsSettings())

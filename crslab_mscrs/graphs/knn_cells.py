@@ -1,0 +1,283 @@
+"""Approximate all-pairs top-k cosine neighbours by small k-means cells, in torch (no index library).
+
+The catalogue-scale kNN build of :func:`crslab_mscrs.graphs.knn.build_knn_graph`
+(``method="cells"``; docs/data.md#large-catalogues). An inverted file (IVF: Jegou et al.,
+"Product quantization for nearest neighbor search", TPAMI 2011, section 4) specialised to
+the all-pairs case, where every indexed item is also a query:
+
+1. **Cells.** Spherical k-means (Dhillon and Modha, Machine Learning 2001) with
+   ``N / cell_size`` centroids, trained on a seeded sample of ``train_per_cell`` rows per
+   cell, products in bfloat16. Random seeding leaves about a third of the natural groups
+   without a centroid when there are about as many groups as cells, and Lloyd iterations
+   never repair that (the unseeded groups' rows stay scattered over other cells). So, as in
+   Fritzke's k-means-u* ("non-local jumps", arXiv 1706.09059), the centroids of least
+   *utility* jump to the worst-served rows: utility of centroid j = sum over its rows of
+   (similarity to j - similarity to their second-best centroid), the loss if j were removed.
+   A twin centroid (two seeds in one group) has a utility near zero; a jump moves it to a
+   row whose group has no centroid. Jumps happen in the first ``iterations - 2`` iterations,
+   for the centroids whose utility is below ``jump_utility_ratio`` x the median.
+2. **Lists.** Every row goes to the cell of its most similar centroid, and also to its
+   second cell when that similarity is at least ``spill_ratio`` x the first (a row on the
+   border of two cells is searched in both; "spilling", e.g. SOAR, Sun et al., NeurIPS 2023).
+3. **Search per cell.** The rows of a cell are compared with each other in ONE float32
+   matrix product (a cell is both the queries and the database), and every row keeps its
+   ``k`` best over the cells it is in. Searching per cell instead of per query turns the
+   search into small dense products and reads each row once per list it is in.
+
+Cost: k-means ``iterations x n_train x nlist x d`` plus one assignment ``N x nlist x d``
+(bfloat16), and the search ``sum_cells |cell|^2 d`` (float32): about ``N d (N / cell_size +
+cell_size)``, against ``N^2 d`` for the exact build. Memory beyond the input (which is
+neither copied nor normalised as a whole: N inverse norms scale each gathered block): the
+bfloat16 training sample, the centroids, one assignment chunk, the lists (N int64) and the
+``N x k`` result.
+
+The similarities returned are float32 cosines of the pairs found; the neighbour SET is
+approximate: recall@k against the exact build is measured by ``benchmarks/knn_benchmark.py
+--methods cells`` (benchmarks/README.md#knn-graphs-knn_benchmarkpy). Rows whose cells hold
+fewer than ``k'`` other rows are padded with index ``-1`` / similarity ``-inf``, like the
+faiss method (callers drop those entries).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+PRECISIONS = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class CellsSettings:
+    """Parameters of :func:`cells_topk` (config keys ``knn_cells_*`` of the features job)."""
+
+    cell_size: int = 40           # rows per k-means cell on average: nlist = N / cell_size (~2k for k = 20)
+    train_per_cell: int = 8       # k-means trains on min(N, nlist x this) sampled rows
+    iterations: int = 8           # k-means iterations (jumps in all but the last two)
+    jump_utility_ratio: float = 0.25  # centroids with utility < this x the median jump
+    spill_ratio: float = 0.85     # a row also joins its 2nd cell when sim2 >= this x sim1
+    candidates: int = 8           # cells per row kept from the first assignment, re-ranked after the full-data update
+    projection_dim: int = 0       # first assignment in a seeded random projection to this many
+                                  # dimensions (0 or >= d: none); the re-rank and the search use all d
+    precision: str = "bfloat16"   # products of the k-means and of the assignment
+    seed: int = 0                 # sample, seeding and jump choices
+
+    def __post_init__(self):
+        if self.cell_size < 1 or self.train_per_cell < 1 or self.iterations < 1:
+            raise ValueError(f"cell_size, train_per_cell and iterations must be >= 1, got {self}")
+        if not 0.0 <= self.jump_utility_ratio <= 1.0:
+            raise ValueError(f"jump_utility_ratio must lie in [0, 1], got {self.jump_utility_ratio}")
+        if not 0.0 < self.spill_ratio <= 1.0:
+            raise ValueError(f"spill_ratio must lie in (0, 1] (1 = only exact ties), got {self.spill_ratio}")
+        if self.projection_dim < 0 or self.candidates < 1:
+            raise ValueError(f"projection_dim must be >= 0 and candidates >= 1, got {self}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {self.precision!r}")
+
+
+def _inverse_norms(x: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+    inv = torch.empty(x.shape[0], device=x.device)
+    for start in range(0, x.shape[0], chunk):
+        inv[start:start + chunk] = 1.0 / x[start:start + chunk].float().norm(dim=1)
+    return inv
+
+
+def _unit_rows(x: torch.Tensor, inv_norm: torch.Tensor, rows: torch.Tensor, device, dtype=torch.float32):
+    """Unit copies of ``x[rows]`` on ``device`` in ``dtype`` (a block; the input is untouched)."""
+    return (x[rows].float() * inv_norm[rows].unsqueeze(1)).to(device=device, dtype=dtype)
+
+
+def _top2(x_unit: torch.Tensor, centroids: torch.Tensor, chunk: int = 4096) -> tuple:
+    """``(sims [n, 2], cells [n, 2])``: the two most similar centroids of every unit row."""
+    n = x_unit.shape[0]
+    p = min(2, centroids.shape[0])
+    sims = torch.full((n, 2), -math.inf, device=x_unit.device)
+    cells = torch.full((n, 2), -1, dtype=torch.long, device=x_unit.device)
+    c_t = centroids.to(x_unit.dtype).T.contiguous()
+    for start in range(0, n, chunk):
+        v, i = torch.topk(x_unit[start:start + chunk] @ c_t, p, dim=1)
+        sims[start:start + chunk, :p], cells[start:start + chunk, :p] = v.float(), i
+    return sims, cells
+
+
+def _centroid_sums(x_unit: torch.Tensor, assign: torch.Tensor, n_cells: int, chunk: int = 16384) -> torch.Tensor:
+    sums = torch.zeros(n_cells, x_unit.shape[1], device=x_unit.device)
+    for start in range(0, x_unit.shape[0], chunk):
+        sums.index_add_(0, assign[start:start + chunk], x_unit[start:start + chunk].float())
+    return sums
+
+
+def _leave_one_out(x_unit, sums, assign, counts, chunk: int = 16384) -> torch.Tensor:
+    """Cosine of every row with its cell's centroid computed WITHOUT that row: ``x.(S - x) / |S - x|``.
+
+    A centroid trained on a few rows is biased toward each of them (the mean of m random unit
+    vectors has cosine ~ 1/sqrt(m) with each), which makes cells of unrelated rows look well
+    served; leaving the row out removes that bias. A row alone in its cell scores -1.
+    """
+    out = torch.empty(x_unit.shape[0], device=x_unit.device)
+    sq = (sums * sums).sum(dim=1)
+    for start in range(0, x_unit.shape[0], chunk):
+        a = assign[start:start + chunk]
+        xb = x_unit[start:start + chunk].float()
+        dot = (xb * sums[a]).sum(dim=1)
+        self_sq = (xb * xb).sum(dim=1)
+        rest = (sq[a] - 2 * dot + self_sq).clamp(min=1e-12).sqrt()
+        out[start:start + chunk] = torch.where(counts[a] > 1, (dot - self_sq) / rest, torch.full_like(dot, -1.0))
+    return out
+
+
+def train_cells(sample_unit: torch.Tensor, n_cells: int, settings: CellsSettings,
+                generator: torch.Generator) -> torch.Tensor:
+    """Spherical k-means with utility jumps (module docstring, step 1) -> unit centroids ``[c, d]``."""
+    n = sample_unit.shape[0]
+    c = max(1, min(int(n_cells), n))
+    dev = sample_unit.device
+    centroids = sample_unit[torch.randperm(n, generator=generator)[:c].to(dev)].float()
+    for it in range(settings.iterations):
+        sims, cells = _top2(sample_unit, centroids)
+        assign = cells[:, 0]
+        counts = torch.bincount(assign, minlength=c)
+        sums = _centroid_sums(sample_unit, assign, c)
+        centroids = torch.nn.functional.normalize(sums, dim=1)
+        empty = torch.nonzero(counts == 0).flatten()
+        jumpers = empty
+        served = sims[:, 0]
+        if it < settings.iterations - 2 and c > 1:
+            served = _leave_one_out(sample_unit, sums, assign, counts)
+            second = torch.where(torch.isfinite(sims[:, 1]), sims[:, 1], sims[:, 0])
+            utility = torch.zeros(c, device=dev).index_add_(0, assign, served - second)
+            used = counts > 0
+            median = utility[used].median()
+            if median > 0:
+                weak = torch.nonzero(used & (utility < settings.jump_utility_ratio * median)).flatten()
+                jumpers = torch.cat([empty, weak])
+        if len(jumpers):
+            # to the worst-served rows (lowest leave-one-out similarity), drawn without repeats
+            pool = torch.argsort(served)[:max(len(jumpers), n // 4)]
+            pick = pool[torch.randperm(len(pool), generator=generator)[:len(jumpers)].to(dev)]
+            centroids[jumpers[:len(pick)]] = sample_unit[pick].float()
+    return centroids
+
+
+def _merge_unique(best_val, best_idx, new_val, new_idx, k):
+    """Running top-k merge where ``new`` may repeat neighbours already kept (a row in two cells)."""
+    vals = torch.cat([best_val, new_val], dim=1)
+    idx = torch.cat([best_idx, new_idx], dim=1)
+    order = torch.argsort(idx, dim=1, stable=True)
+    sorted_idx = torch.gather(idx, 1, order)
+    repeat = torch.zeros_like(sorted_idx, dtype=torch.bool)
+    repeat[:, 1:] = (sorted_idx[:, 1:] == sorted_idx[:, :-1]) & (sorted_idx[:, 1:] >= 0)
+    vals = vals.scatter(1, order, torch.where(repeat, torch.full_like(vals, -math.inf), torch.gather(vals, 1, order)))
+    top, pos = torch.topk(vals, k, dim=1)
+    return top, torch.where(torch.isfinite(top), torch.gather(idx, 1, pos), torch.full_like(pos, -1))
+
+
+def cells_topk(features: torch.Tensor, k: int, settings: Optional[CellsSettings] = None,
+               device: Optional[str] = None, show_progress: bool = False) -> tuple:
+    """Approximate top-k cosine neighbours (self excluded) of every row (see module docstring).
+
+    Args:
+        features: ``[N, d]`` non-zero rows (not modified, not copied as a whole).
+        k: neighbours per row; ``k' = min(k, N - 1)``.
+        settings: :class:`CellsSettings` (defaults when None).
+        device: where the products run (default: the features' device; ``"cuda"`` works).
+    Returns ``(indices LongTensor[N, k'], similarities FloatTensor[N, k'])``, descending, on the CPU.
+    """
+    from tqdm.auto import tqdm
+
+    settings = settings or CellsSettings()
+    n = features.shape[0]
+    k_eff = min(int(k), n - 1)
+    if k_eff <= 0:
+        return torch.zeros(n, 0, dtype=torch.long), torch.zeros(n, 0)
+    dev = torch.device(device) if device else features.device
+    dtype = PRECISIONS[settings.precision]
+    x = features.detach()
+    inv_norm = _inverse_norms(x)
+    generator = torch.Generator().manual_seed(int(settings.seed))
+    n_cells = max(1, min(n, int(round(n / settings.cell_size))))
+    n_train = min(n, n_cells * settings.train_per_cell)
+    sample = torch.randperm(n, generator=generator)[:n_train].sort().values.to(x.device)
+    d = x.shape[1]
+    r = settings.projection_dim
+    proj = None
+    if 0 < r < d:  # Johnson-Lindenstrauss: cosines kept up to ~1/sqrt(r) noise; re-ranked in full d below
+        proj = (torch.randn(d, r, generator=generator) / math.sqrt(r)).to(dev)
+
+    def space(block):  # the space of the k-means and of pass 1 (unit rows)
+        return block if proj is None else torch.nn.functional.normalize(block @ proj, dim=1)
+
+    started = time.perf_counter()
+    centroids = train_cells(_unit_rows(x, inv_norm, sample, dev, dtype), n_cells, settings, generator)
+    n_cells = centroids.shape[0]
+    if show_progress:
+        tqdm.write(f"kNN cells: k-means of {n_cells} cells on {n_train} rows in {time.perf_counter() - started:.1f} s")
+
+    # pass 1: the `candidates` most similar trained centroids of every row (products in `dtype`,
+    # in the projection); the centroids are then recomputed in full d from ALL rows (one Lloyd
+    # step on the full data) and pass 2 re-ranks each row's candidates against them in float32
+    m = min(settings.candidates, n_cells)
+    cand = torch.empty(n, m, dtype=torch.int32)
+    sums = torch.zeros(n_cells, d, device=dev)
+    c_t = space(centroids).to(dtype).T.contiguous()
+    chunk = 8192
+    for start in tqdm(range(0, n, chunk), desc="kNN cells: assign", disable=not show_progress):
+        rows = torch.arange(start, min(start + chunk, n), device=x.device)
+        block = _unit_rows(x, inv_norm, rows, dev)
+        top = torch.topk(space(block).to(dtype) @ c_t, m, dim=1).indices
+        sums.index_add_(0, top[:, 0], block)
+        cand[start:start + len(rows)] = top.to(torch.int32).cpu()
+    del c_t
+    centroids = torch.nn.functional.normalize(sums, dim=1)  # a cell no row chose first: zero, never best
+    del sums
+    first = torch.empty(n, dtype=torch.long)
+    second = torch.full((n,), -1, dtype=torch.long)
+    chunk = 2048  # the gathered candidate centroids: chunk x candidates x d floats
+    for start in tqdm(range(0, n, chunk), desc="kNN cells: refine", disable=not show_progress):
+        rows = torch.arange(start, min(start + chunk, n), device=x.device)
+        block = _unit_rows(x, inv_norm, rows, dev)
+        c = cand[start:start + len(rows)].to(device=dev, dtype=torch.long)
+        sims = torch.einsum("rd,rmd->rm", block, centroids[c])
+        v, pos = torch.topk(sims, min(2, m), dim=1)
+        cells = torch.gather(c, 1, pos)
+        first[start:start + len(rows)] = cells[:, 0].cpu()
+        if m > 1:
+            spill = v[:, 1] >= settings.spill_ratio * v[:, 0]
+            second[start:start + len(rows)] = torch.where(spill, cells[:, 1], torch.full_like(cells[:, 1], -1)).cpu()
+    del cand
+    spilled = torch.nonzero(second >= 0).flatten()
+    entry_row = torch.cat([torch.arange(n), spilled])
+    entry_cell = torch.cat([first, second[spilled]])
+    del first, second, spilled
+    order = torch.argsort(entry_cell, stable=True)
+    members_all = entry_row[order]
+    offsets = torch.zeros(n_cells + 1, dtype=torch.long)
+    offsets[1:] = torch.cumsum(torch.bincount(entry_cell, minlength=n_cells), 0)
+    del entry_row, entry_cell, order
+    offsets = offsets.tolist()
+
+    best_idx = torch.full((n, k_eff), -1, dtype=torch.long)
+    best_val = torch.full((n, k_eff), -math.inf)
+    for cell in tqdm(range(n_cells), desc="kNN cells: search", disable=not show_progress):
+        members = members_all[offsets[cell]:offsets[cell + 1]]
+        kk = min(k_eff, len(members) - 1)
+        if kk <= 0:
+            continue
+        q = _unit_rows(x, inv_norm, members.to(x.device), dev)
+        tile = q @ q.T
+        tile.fill_diagonal_(-math.inf)
+        vals, pos = torch.topk(tile, kk, dim=1)
+        vals, found = vals.cpu(), members[pos.cpu()]
+        if kk < k_eff:
+            pad = k_eff - kk
+            vals = torch.cat([vals, torch.full((len(members), pad), -math.inf)], dim=1)
+            found = torch.cat([found, torch.full((len(members), pad), -1, dtype=torch.long)], dim=1)
+        fresh = best_idx[members, 0] < 0  # first cell of these rows: no merge needed
+        if bool(fresh.all()):
+            best_val[members], best_idx[members] = vals, found
+        else:
+            best_val[members], best_idx[members] = _merge_unique(best_val[members], best_idx[members], vals, found,
+                                                                 k_eff)
+    return best_idx, best_val
