@@ -184,14 +184,19 @@ def run(args: argparse.Namespace) -> dict:
         if opt["stages"] is not None:
             select_stages(system, opt["stages"])
         capture = attach_test_capture(system, dataset.side_data["item_entity_ids"])
-    results = system.fit()
+    from crslab_mscrs.compat.epoch_count import EpochCounter
+
+    with EpochCounter() as epochs:  # what CRSLab's own loops ran (they may stop early)
+        results = system.fit()
     if args.save_system:
         system.save_model()
     if capture is not None:
         write_outputs(capture, dataset.test_data, opt["rankings_out"], opt["metrics_out"],
                       extra={"model": opt["model"], "dataset": opt["dataset"], "seed": opt["seed"],
                              "stages_run": opt["stages"] or "all",
-                             "scale": opt["scale"], "wall_time_s": round(time.time() - started, 1)},
+                             "scale": opt["scale"], "wall_time_s": round(time.time() - started, 1),
+                             "stages": epochs.stages_summary(
+                                 {stage: (opt.get(stage) or {}).get("epoch") for stage in ("pretrain", "rec", "conv")})},
                       scale=float(opt["scale"]), item_names=load_item_names(opt).values())
         return {"test": capture.metrics}
     # our own systems return {stage: {"test": {...}, ...}}; pre-training is never a result

@@ -43,3 +43,32 @@ def test_recipe_is_the_packaged_config_without_overrides(tmp_path):
                                                       "conv not run (recipe of 10 epochs)")
     path.write_text(json.dumps({"crslab_test_metrics": {"hit@1": 0.1}}))
     assert describe_run(path, "kbrd", "redial").startswith("not recorded")
+
+
+def test_crslab_loops_are_counted_in_whole_epochs_from_their_log_lines(tmp_path):
+    from loguru import logger
+
+    from crslab_mscrs.compat.epoch_count import EpochCounter
+
+    with EpochCounter() as counter:  # what KBRD's fit() logs, 3 rec epochs then 1 conversation epoch
+        for line in ("[Recommendation epoch 0]", "[Recommendation epoch 1]", "[Recommendation epoch 2]",
+                     "[Conversation epoch 0]", "[Train]"):
+            logger.info(line)
+    logger.info("[Recommendation epoch 7]")  # after the block: not counted
+    assert counter.epochs == {"rec": 3, "conv": 1}
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"stages": counter.stages_summary({"rec": 3, "conv": 1})}))
+    assert describe_run(path, "kbrd", "inspired") == ("rec 100 % of 3 of 20 epochs (15 % of the recipe), "
+                                                      "conv 100 % of 1 of 5 epochs (20 % of the recipe)")
+    assert describe_run(path, "kgsf", "inspired").startswith("pretrain not run (recipe of 3 epochs), rec 100 %")
+
+
+def test_older_crslab_runs_are_backfilled_from_their_log(tmp_path):
+    from crslab_mscrs.compat.epoch_count import backfill
+
+    (tmp_path / "run.log").write_text("... - [Pretrain epoch 0]\n... - [Recommendation epoch 0]\n"
+                                      "... - [Recommendation epoch 1]\n... - [Conversation epoch 0]\n")
+    (tmp_path / "metrics.json").write_text(json.dumps({"stages": {"conv": {"test": {"generation": {}}}}}))
+    assert backfill(tmp_path) == {"pretrain": 1, "rec": 2, "conv": 1}
+    stages = json.loads((tmp_path / "metrics.json").read_text())["stages"]
+    assert stages["conv"]["test"] == {"generation": {}} and len(stages["rec"]["valid_history"]) == 2

@@ -189,7 +189,8 @@ def write_outputs(capture: TestCapture, test_dataset, rankings_out=None, metrics
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"crslab_test_metrics": capture.metrics, **(extra or {})}
         if capture.replies:
-            payload["stages"] = {"conv": {"test": {"generation": generation_summary(capture.replies, item_names)}}}
+            stages = payload.setdefault("stages", {})
+            stages.setdefault("conv", {})["test"] = {"generation": generation_summary(capture.replies, item_names)}
             with (path.parent / "test_replies.jsonl").open("w", encoding="utf-8") as f:
                 for hyp, ref in capture.replies:
                     f.write(json.dumps({"reply": hyp, "reference": ref}) + "\n")

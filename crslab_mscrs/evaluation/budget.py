@@ -6,7 +6,8 @@ The recipe is the packaged config of the model and dataset without the run's ove
 and ``mscrs/base``: the authors' ReDial epochs, 5 / 5 / 10). What was trained comes from the run's
 ``metrics.json``: per stage, ``valid_history`` (one line per epoch run, with its ``batches``) and
 ``budget`` (the configured epochs and the batches of a full epoch), written by
-:mod:`crslab_mscrs.training.loop`. An epoch's share is counted in batches of the run's own batch
+:mod:`crslab_mscrs.training.loop`; for CRSLab's own KBRD/KGSF loops, which train whole epochs,
+the epochs counted by :mod:`crslab_mscrs.compat.epoch_count` (``full_epochs``). An epoch's share is counted in batches of the run's own batch
 size, i.e. in training rows seen, whatever that size is.
 
     rec 9 % of 1 of 20 epochs (0.4 % of the recipe)
@@ -29,10 +30,13 @@ class StageBudget:
     epochs_run: int                          # 0: the stage was not run
     batches_trained: Tuple[Optional[int], ...]   # per epoch run (None: not recorded)
     batches_per_epoch: Optional[int]         # a full epoch at the run's batch size (None: not recorded)
+    full_epochs: bool = False                # the loop trains whole epochs only (CRSLab's KBRD/KGSF)
 
     @property
     def epoch_share(self) -> Optional[float]:
         """Mean share of a full epoch trained per epoch run (None when not recorded)."""
+        if self.full_epochs and self.epochs_run:
+            return 1.0
         if not self.epochs_run or self.batches_per_epoch in (None, 0) or None in self.batches_trained:
             return None
         return sum(self.batches_trained) / (self.epochs_run * self.batches_per_epoch)
@@ -87,7 +91,7 @@ def run_budget(metrics: Mapping, recipe: Mapping[str, int], stages: Sequence[str
         history = summary.get("valid_history") or []
         budget = summary.get("budget") or {}
         out.append(StageBudget(stage, recipe.get(stage), len(history), tuple(h.get("batches") for h in history),
-                               budget.get("batches_per_epoch")))
+                               budget.get("batches_per_epoch"), bool(budget.get("full_epochs"))))
     return out
 
 
@@ -96,4 +100,6 @@ def describe_run(metrics_path: Path, model: str, dataset: str) -> str:
     metrics = json.loads(Path(metrics_path).read_text(encoding="utf-8"))
     if "stages" not in metrics:
         return "not recorded (no per-stage history in metrics.json)"
-    return ", ".join(b.describe() for b in run_budget(metrics, recipe_epochs(model, dataset)))
+    recipe = recipe_epochs(model, dataset)
+    return ", ".join(b.describe() for b in run_budget(metrics, recipe)
+                     if b.epochs_run or b.recipe_epochs is not None or not recipe)  # KBRD: no pretrain stage
