@@ -308,7 +308,9 @@ def union_graph(idx: torch.Tensor, sims: torch.Tensor, row_ids: torch.Tensor, nu
     code, order = torch.sort(code)
     edge_weight = weights[order]
     del weights, order
-    edge_index = torch.stack([torch.div(code, n, rounding_mode="floor"), code % n])
+    edge_index = torch.empty(2, len(code), dtype=torch.long)  # written in place: no stacked temporaries
+    torch.div(code, n, rounding_mode="floor", out=edge_index[0])
+    torch.remainder(code, n, out=edge_index[1])
     return edge_index, edge_weight, info
 
 

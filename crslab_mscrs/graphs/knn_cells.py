@@ -54,8 +54,8 @@ class CellsSettings:
     """Parameters of :func:`cells_topk` (config keys ``knn_cells_*`` of the features job)."""
 
     cell_size: int = 40           # rows per k-means cell on average: nlist = N / cell_size (~2k for k = 20)
-    train_per_cell: int = 8       # k-means trains on min(N, nlist x this) sampled rows
-    iterations: int = 8           # k-means iterations (jumps in all but the last two)
+    train_per_cell: int = 4       # k-means trains on min(N, nlist x this) sampled rows
+    iterations: int = 6           # k-means iterations (jumps in all but the last two)
     jump_utility_ratio: float = 0.25  # centroids with utility < this x the median jump
     spill_ratio: float = 0.85     # a row also joins its 2nd cell when sim2 >= this x sim1
     candidates: int = 8           # cells per row kept from the first assignment, re-ranked after the full-data update
@@ -84,12 +84,20 @@ def _inverse_norms(x: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
     return inv
 
 
-def _unit_rows(x: torch.Tensor, inv_norm: torch.Tensor, rows: torch.Tensor, device, dtype=torch.float32):
-    """Unit copies of ``x[rows]`` on ``device`` in ``dtype`` (a block; the input is untouched)."""
-    return (x[rows].float() * inv_norm[rows].unsqueeze(1)).to(device=device, dtype=dtype)
+def _unit_rows(x: torch.Tensor, inv_norm: torch.Tensor, rows: torch.Tensor, device, dtype=torch.float32,
+               chunk: int = 16384):
+    """Unit copies of ``x[rows]`` on ``device`` in ``dtype`` (the input is untouched), gathered
+    ``chunk`` rows at a time so that a large bfloat16 sample never exists in float32 as a whole."""
+    if len(rows) <= chunk:
+        return (x[rows].float() * inv_norm[rows].unsqueeze(1)).to(device=device, dtype=dtype)
+    out = torch.empty(len(rows), x.shape[1], device=device, dtype=dtype)
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        out[start:start + len(part)] = (x[part].float() * inv_norm[part].unsqueeze(1)).to(device=device, dtype=dtype)
+    return out
 
 
-def _top2(x_unit: torch.Tensor, centroids: torch.Tensor, chunk: int = 4096) -> tuple:
+def _top2(x_unit: torch.Tensor, centroids: torch.Tensor, chunk: int = 2048) -> tuple:
     """``(sims [n, 2], cells [n, 2])``: the two most similar centroids of every unit row."""
     n = x_unit.shape[0]
     p = min(2, centroids.shape[0])
@@ -222,7 +230,7 @@ def cells_topk(features: torch.Tensor, k: int, settings: Optional[CellsSettings]
     cand = torch.empty(n, m, dtype=torch.int32)
     sums = torch.zeros(n_cells, d, device=dev)
     c_t = space(centroids).to(dtype).T.contiguous()
-    chunk = 8192
+    chunk = 2048  # rows per assignment block: the block x nlist product is the largest buffer
     for start in tqdm(range(0, n, chunk), desc="kNN cells: assign", disable=not show_progress):
         rows = torch.arange(start, min(start + chunk, n), device=x.device)
         block = _unit_rows(x, inv_norm, rows, dev)
