@@ -56,29 +56,6 @@ if str(REPO_ROOT) not in sys.path:  # this checkout's package, not another insta
 METHODS = ("exact", "exact-bf16", "cells", "faiss-ivf", "ivf-tiles", "dense")
 
 
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (``/proc/self/clear_refs`` 5, Linux >= 4.0) so that
-    the peak measured after the build is the build's, not the data generation's."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_mb() -> float:
-    """VmHWM of this process (peak RSS since the last reset), else ``ru_maxrss``."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _rss_mb() -> float:
     with open("/proc/self/statm") as handle:
         pages = int(handle.read().split()[1])
@@ -142,6 +119,9 @@ def run_case(method: str, n: int, args) -> dict:
     import torch
 
     from crslab_mscrs.graphs.knn import nearest_neighbours, union_graph  # imported before timing
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from lm_memory import peak_mb as _peak_rss_mb, reset_peak as _reset_peak_rss  # VmHWM, else ru_maxrss
 
     torch.set_num_threads(args.threads)
     x = make_data(n, args.dim, args.data)
