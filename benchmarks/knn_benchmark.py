@@ -124,7 +124,14 @@ def run_case(method: str, n: int, args) -> dict:
     from lm_memory import peak_mb as _peak_rss_mb, reset_peak as _reset_peak_rss  # VmHWM, else ru_maxrss
 
     torch.set_num_threads(args.threads)
-    x = make_data(n, args.dim, args.data)
+    if args.features:  # real vectors: a features file of the features job, its non-zero rows
+        from crslab_mscrs.graphs import storage
+
+        x = storage.load_features(args.features)["features"].float()
+        x = x[x.norm(dim=1) > 0].contiguous()
+        n, args.dim, args.data = x.shape[0], x.shape[1], os.path.basename(args.features)
+    else:
+        x = make_data(n, args.dim, args.data)
     ids = torch.arange(n)
     base_rss = _rss_mb()
     peak_reset = _reset_peak_rss()
@@ -183,6 +190,8 @@ def main(argv=None) -> list:
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", choices=("clustered", "gaussian"), default="clustered")
+    parser.add_argument("--features", help="a features file (e.g. <data root>/features/redial/text_features.pt) "
+                        "instead of generated data; --sizes and --dim are then ignored")
     parser.add_argument("--nprobe", type=int, default=8, help="faiss-ivf cells probed per query")
     parser.add_argument("--cells", nargs="*", default=[], metavar="KEY=VALUE",
                         help="cells method settings (CellsSettings fields), e.g. cell_size=64 spill_ratio=0.9")
@@ -195,6 +204,9 @@ def main(argv=None) -> list:
     parser.add_argument("--json-out", help="also write the rows to this JSON file")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: method,n
     args = parser.parse_args(argv)
+    if args.features:
+        args.features = os.path.abspath(args.features)
+        args.sizes = [0]  # the file's rows
     if args.case:
         method, n = args.case.split(",")
         print(json.dumps(run_case(method, int(n), args)))
@@ -214,7 +226,7 @@ def main(argv=None) -> list:
                 a for key in ("dim", "k", "threads", "data", "nprobe", "tiles_nprobe", "tiles_cell_size",
                               "recall_all_max", "recall_queries")
                 for a in (f"--{key.replace('_', '-')}", str(getattr(args, key)))] + (
-                ["--cells", *args.cells] if args.cells else [])
+                ["--cells", *args.cells] if args.cells else []) + (["--features", args.features] if args.features else [])
             try:
                 out = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
                                      env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
@@ -229,7 +241,7 @@ def main(argv=None) -> list:
             row = json.loads(out.stdout.strip().splitlines()[-1])
             results.append(row)
             label = method + (f" ({' '.join(args.cells)})" if method == "cells" and args.cells else "")
-            print(f"{label:10s} n={n:>7d}: {row['seconds']:8.2f} s (search {row['search_seconds']:.2f} s, "
+            print(f"{label:10s} n={row['n']:>7d}: {row['seconds']:8.2f} s (search {row['search_seconds']:.2f} s, "
                   f"CPU {row.get('cpu_seconds', float('nan')):.1f} s), "
                   f"peak RSS {row['peak_rss_mb']:8.1f} MB = {row['peak_over_input']:.2f}x the input "
                   f"({row['input_mb']:.0f} MB; {row['rss_before_mb']:.0f} MB before the build, "

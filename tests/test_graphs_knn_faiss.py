@@ -117,4 +117,4 @@ def test_invalid_nprobe_nlist():
         knn_faiss.faiss_ivf_topk(torch.randn(20, 4), 3, nprobe=0)
     with pytest.raises(ValueError, match="nlist"):
         knn_faiss.faiss_ivf_topk(torch.randn(20, 4), 3, nlist=50)
-    assert knn.AUTO_EXACT_MAX_ITEMS == 20000
+    assert knn.AUTO_EXACT_MAX_ITEMS == 100000
