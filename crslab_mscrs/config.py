@@ -310,7 +310,7 @@ def compose(spec: Union[str, Path], overrides: Optional[Iterable[str]] = None) -
     composed = resolve(spec, overrides)
     validate(composed.opt, composed)
     if "features" not in composed.opt:
-        from crslab_mscrs.config_schema import check_values  # value types and ranges (issue 16)
+        from crslab_mscrs.config_schema import check_values  # value types and ranges
 
         check_values(composed.opt, source=composed.chain[-1])
     return composed.opt
