@@ -80,9 +80,7 @@ def topk_neighbours(features: torch.Tensor, k: int, block_size: Optional[int] = 
     x = features.detach()
     if x.device != dev:
         x = x.to(dev)
-    inv_norm = torch.empty(n, device=dev)
-    for start in range(0, n, 65536):
-        inv_norm[start:start + 65536] = 1.0 / x[start:start + 65536].float().norm(dim=1)
+    inv_norm = inverse_norms(x, dev)
     dtype = EXACT_PRECISIONS[precision]
     k_short = k_eff if dtype == torch.float32 else min(n - 1, k_eff + BF16_SHORTLIST_MARGIN)
     if method == "rows":
@@ -94,6 +92,15 @@ def topk_neighbours(features: torch.Tensor, k: int, block_size: Optional[int] = 
     if k_short != k_eff:
         idx, sims = _rescore(x, inv_norm, idx, k_eff)
     return idx.cpu(), sims.float().cpu()
+
+
+def inverse_norms(x: torch.Tensor, device=None, chunk: int = 65536) -> torch.Tensor:
+    """``1 / |x_i|`` of every row, float32 on ``device`` (default: x's), computed a chunk at a
+    time so that the input is never copied or normalised as a whole."""
+    inv = torch.empty(x.shape[0], device=device or x.device)
+    for start in range(0, x.shape[0], chunk):
+        inv[start:start + chunk] = 1.0 / x[start:start + chunk].float().norm(dim=1)
+    return inv
 
 
 def _unit_block(x, inv_norm, start, stop, dtype=torch.float32):

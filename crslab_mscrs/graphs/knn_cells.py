@@ -46,6 +46,8 @@ from typing import Optional
 
 import torch
 
+from crslab_mscrs.graphs.knn import inverse_norms
+
 PRECISIONS = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -59,8 +61,6 @@ class CellsSettings:
     jump_utility_ratio: float = 0.25  # centroids with utility < this x the median jump
     spill_ratio: float = 0.85     # a row also joins its 2nd cell when sim2 >= this x sim1
     candidates: int = 8           # cells per row kept from the first assignment, re-ranked after the full-data update
-    projection_dim: int = 0       # first assignment in a seeded random projection to this many
-                                  # dimensions (0 or >= d: none); the re-rank and the search use all d
     precision: str = "bfloat16"   # products of the k-means and of the assignment
     seed: int = 0                 # sample, seeding and jump choices
 
@@ -71,17 +71,10 @@ class CellsSettings:
             raise ValueError(f"jump_utility_ratio must lie in [0, 1], got {self.jump_utility_ratio}")
         if not 0.0 < self.spill_ratio <= 1.0:
             raise ValueError(f"spill_ratio must lie in (0, 1] (1 = only exact ties), got {self.spill_ratio}")
-        if self.projection_dim < 0 or self.candidates < 1:
-            raise ValueError(f"projection_dim must be >= 0 and candidates >= 1, got {self}")
+        if self.candidates < 1:
+            raise ValueError(f"candidates must be >= 1, got {self.candidates}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {self.precision!r}")
-
-
-def _inverse_norms(x: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-    inv = torch.empty(x.shape[0], device=x.device)
-    for start in range(0, x.shape[0], chunk):
-        inv[start:start + chunk] = 1.0 / x[start:start + chunk].float().norm(dim=1)
-    return inv
 
 
 def _unit_rows(x: torch.Tensor, inv_norm: torch.Tensor, rows: torch.Tensor, device, dtype=torch.float32,
@@ -203,38 +196,30 @@ def cells_topk(features: torch.Tensor, k: int, settings: Optional[CellsSettings]
     dev = torch.device(device) if device else features.device
     dtype = PRECISIONS[settings.precision]
     x = features.detach()
-    inv_norm = _inverse_norms(x)
+    inv_norm = inverse_norms(x)
     generator = torch.Generator().manual_seed(int(settings.seed))
     n_cells = max(1, min(n, int(round(n / settings.cell_size))))
     n_train = min(n, n_cells * settings.train_per_cell)
     sample = torch.randperm(n, generator=generator)[:n_train].sort().values.to(x.device)
     d = x.shape[1]
-    r = settings.projection_dim
-    proj = None
-    if 0 < r < d:  # Johnson-Lindenstrauss: cosines kept up to ~1/sqrt(r) noise; re-ranked in full d below
-        proj = (torch.randn(d, r, generator=generator) / math.sqrt(r)).to(dev)
-
-    def space(block):  # the space of the k-means and of pass 1 (unit rows)
-        return block if proj is None else torch.nn.functional.normalize(block @ proj, dim=1)
-
     started = time.perf_counter()
     centroids = train_cells(_unit_rows(x, inv_norm, sample, dev, dtype), n_cells, settings, generator)
     n_cells = centroids.shape[0]
     if show_progress:
         tqdm.write(f"kNN cells: k-means of {n_cells} cells on {n_train} rows in {time.perf_counter() - started:.1f} s")
 
-    # pass 1: the `candidates` most similar trained centroids of every row (products in `dtype`,
-    # in the projection); the centroids are then recomputed in full d from ALL rows (one Lloyd
-    # step on the full data) and pass 2 re-ranks each row's candidates against them in float32
+    # pass 1: the `candidates` most similar trained centroids of every row (products in `dtype`);
+    # the centroids are then recomputed from ALL rows (one Lloyd step on the full data) and
+    # pass 2 re-ranks each row's candidates against them in float32
     m = min(settings.candidates, n_cells)
     cand = torch.empty(n, m, dtype=torch.int32)
     sums = torch.zeros(n_cells, d, device=dev)
-    c_t = space(centroids).to(dtype).T.contiguous()
+    c_t = centroids.to(dtype).T.contiguous()
     chunk = 2048  # rows per assignment block: the block x nlist product is the largest buffer
     for start in tqdm(range(0, n, chunk), desc="kNN cells: assign", disable=not show_progress):
         rows = torch.arange(start, min(start + chunk, n), device=x.device)
         block = _unit_rows(x, inv_norm, rows, dev)
-        top = torch.topk(space(block).to(dtype) @ c_t, m, dim=1).indices
+        top = torch.topk(block.to(dtype) @ c_t, m, dim=1).indices
         sums.index_add_(0, top[:, 0], block)
         cand[start:start + len(rows)] = top.to(torch.int32).cpu()
     del c_t
