@@ -184,9 +184,12 @@ def run(args: argparse.Namespace) -> dict:
         if opt["stages"] is not None:
             select_stages(system, opt["stages"])
         capture = attach_test_capture(system, dataset.side_data["item_entity_ids"])
+    from contextlib import nullcontext
+
     from crslab_mscrs.compat.epoch_count import EpochCounter
 
-    with EpochCounter() as epochs:  # what CRSLab's own loops ran (they may stop early)
+    epochs = EpochCounter()  # what CRSLab's own loops ran (they may stop early); ours record it themselves
+    with epochs if capture is not None else nullcontext():
         results = system.fit()
     if args.save_system:
         system.save_model()
