@@ -116,7 +116,10 @@ def test_union_graph_equals_a_set_based_union_of_the_directed_lists():
                     a, b = int(ids[row]), int(ids[idx[row, j]])
                     for edge in ((a, b), (b, a)):
                         expected[edge] = max(expected.get(edge, -2.0), float(sims[row, j]))
-        edge_index, edge_weight, info = union_graph(idx, sims, ids, n, "cosine", 0.1)
-        got = {(int(a), int(b)): float(w) for (a, b), w in zip(edge_index.T.tolist(), edge_weight)}
-        assert got == pytest.approx(expected) and list(got) == sorted(expected)
-        assert info["directed_hits_missing"] == int((idx < 0).sum())
+        for chunk_entries in (1 << 21, 7):  # one chunk; one to three rows per chunk
+            edge_index, edge_weight, info = union_graph(idx.to(torch.int32), sims, ids, n, "cosine", 0.1,
+                                                        chunk_entries=chunk_entries)
+            got = {(int(a), int(b)): float(w) for (a, b), w in zip(edge_index.T.tolist(), edge_weight)}
+            assert got == pytest.approx(expected) and list(got) == sorted(expected)
+            assert info["directed_hits_missing"] == int((idx < 0).sum())
+            assert edge_index.dtype == torch.int32  # half the memory of int64; load_graph gives int64

@@ -20,11 +20,12 @@ def test_graph_file_format_and_roundtrip(tmp_path):
     entry = save_graph(_graph(), tmp_path / "g.pt", inputs={"train": inputs_file, "k": 3}, parameters={"k": 3})
     raw = torch.load(tmp_path / "g.pt", weights_only=True)
     assert set(raw) == {"edge_index", "edge_weight", "num_nodes"}
-    assert raw["edge_index"].dtype == torch.long and raw["edge_weight"].dtype == torch.float32
+    assert raw["edge_index"].dtype == torch.int32 and raw["edge_weight"].dtype == torch.float32  # ids fit int32
     assert raw["num_nodes"] == 4
     assert read_manifest(tmp_path)["g.pt"]["sha256"] == entry["sha256"]
     graph = load_graph(tmp_path / "g.pt", expected_inputs={"train": inputs_file, "k": 3})
-    assert torch.equal(graph.edge_index, raw["edge_index"]) and graph.num_nodes == 4
+    assert graph.edge_index.dtype == torch.long and graph.num_nodes == 4
+    assert torch.equal(graph.edge_index, raw["edge_index"].long())
 
 
 def test_stale_manifest_is_detected(tmp_path):

@@ -23,7 +23,7 @@ import torch
 class Graph:
     """Weighted graph in COO form over ``num_nodes`` entity ids."""
 
-    edge_index: torch.Tensor  # LongTensor [2, E]
+    edge_index: torch.Tensor  # [2, E] int64 (int32 from the kNN union; load_graph gives int64)
     edge_weight: torch.Tensor  # FloatTensor [E]
     num_nodes: int
     stats: dict = field(default_factory=dict)

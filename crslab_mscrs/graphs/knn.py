@@ -51,6 +51,21 @@ def resolve_device(device: Optional[str], features: torch.Tensor) -> torch.devic
     return features.device
 
 
+def release_free_memory() -> None:
+    """Return the C heap's free pages to the system (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Freed tensors below glibc's mmap threshold stay in the process's heap, so after a phase
+    of many chunk-sized temporaries the RSS holds their pages until they are reused; trimming
+    between phases keeps the peak close to the live memory."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def topk_neighbours(features: torch.Tensor, k: int, block_size: Optional[int] = None,
                     block_memory_mb: float = 256.0, device: Optional[str] = None,
                     show_progress: bool = False, method: str = "tiles", precision: str = "float32") -> tuple:
@@ -263,61 +278,131 @@ def nearest_neighbours(features: torch.Tensor, k: int, method: str = "auto", npr
     return idx, sims, used
 
 
+UNION_CHUNK_ENTRIES = 1 << 17  # directed entries per union chunk: ~25 MB of temporaries
+UNION_SCAN_ENTRIES = 1 << 20  # entries per block of the scan for hits pointing into a chunk
+UNION_GROUP = 8  # chunks whose reversed hits one scan collects (~12 bytes per hit: ~6 MB)
+
+
 def union_graph(idx: torch.Tensor, sims: torch.Tensor, row_ids: torch.Tensor, num_nodes: int,
-                weight: str = "cosine", min_similarity: float = 0.0) -> tuple:
+                weight: str = "cosine", min_similarity: float = 0.0,
+                chunk_entries: int = UNION_CHUNK_ENTRIES) -> tuple:
     """Symmetric edge list from directed top-k lists (union; cosine weights are symmetric).
 
-    ``idx``/``sims``: ``[M, k]`` neighbours as row positions (-1 = no hit, skipped);
-    ``row_ids``: entity id of each of the M rows. Returns ``(edge_index [2, E], edge_weight [E],
-    info)`` sorted by (source, target) as :func:`sort_edges`; ``info`` counts the dropped
-    directed entries. A pair found from both ends keeps the larger of its two (float-rounded)
-    cosines. Memory: each directed hit is keyed once as an unordered pair (lo * n + hi), so
-    the dedup sorts M k keys, not 2 M k; the output is built from the sorted pairs.
+    ``idx``/``sims``: ``[M, k]`` neighbours as row positions (any integer dtype; -1 = no hit,
+    skipped); ``row_ids``: entity id of each of the M rows. Returns ``(edge_index [2, E],
+    edge_weight [E], info)`` sorted by (source, target) as :func:`sort_edges`; ``edge_index``
+    is int32 when ``num_nodes`` fits (int64 otherwise; :func:`~crslab_mscrs.graphs.storage.load_graph`
+    gives int64); ``info`` counts the dropped directed entries. A pair found from both ends keeps
+    the larger of its two (float-rounded) cosines.
+
+    Memory: the output and one chunk (no copy of the lists). The sources are taken in chunks
+    of rows in entity id order; a chunk's edges are its rows' own hits plus the hits of any
+    row that point into the chunk, deduplicated by one sort of about ``chunk_entries`` keys.
+    The hits pointing into a group of :data:`UNION_GROUP` chunks are collected by one scan of
+    the lists. A first pass counts each chunk's edges, so that the output is allocated once
+    at its final size and filled by the second.
     """
+    m, k = idx.shape
     n = int(num_nodes)
-    k = idx.shape[1]
-    flat = idx.reshape(-1)
-    found = flat >= 0  # approximate search may return fewer than k hits
-    keep = found
-    dropped = 0
-    if weight == "cosine":
-        above = sims.reshape(-1) > min_similarity
-        dropped = int((found & ~above).sum())
-        keep = found & above
-    pos = torch.nonzero(keep).flatten()
-    info = {"directed_edges_dropped_by_min_similarity": dropped, "directed_hits_missing": int((~found).sum())}
-    del keep, found
-    src = row_ids[torch.div(pos, k, rounding_mode="floor")]
-    dst = row_ids[flat[pos]]
-    w = sims.reshape(-1)[pos].float() if weight == "cosine" else None
-    del pos
-    pair = torch.minimum(src, dst) * n + torch.maximum(src, dst)
-    del src, dst
-    pair, order = torch.sort(pair)
-    first = torch.ones(len(pair), dtype=torch.bool)
-    first[1:] = pair[1:] != pair[:-1]
-    if w is None:
-        uw = torch.ones(int(first.sum()))
-    else:
-        group = torch.cumsum(first, 0) - 1
-        uw = torch.full((int(first.sum()),), -math.inf).scatter_reduce(0, group, w[order], reduce="amax")
-        del group, w
-    del order
-    pair = pair[first]
-    del first
-    lo, hi = torch.div(pair, n, rounding_mode="floor"), pair % n
-    del pair
-    # both directions, sorted by (source, target)
-    off = lo != hi  # a self pair (never from the kNN methods) is one edge, not two
-    code = torch.cat([lo * n + hi, (hi * n + lo)[off]])
-    weights = torch.cat([uw, uw[off]])
-    del lo, hi, uw, off
-    code, order = torch.sort(code)
-    edge_weight = weights[order]
-    del weights, order
-    edge_index = torch.empty(2, len(code), dtype=torch.long)  # written in place: no stacked temporaries
-    torch.div(code, n, rounding_mode="floor", out=edge_index[0])
-    torch.remainder(code, n, out=edge_index[1])
+    index_dtype = torch.int32 if n <= torch.iinfo(torch.int32).max else torch.long
+    row_ids = torch.as_tensor(row_ids, dtype=torch.long)
+    release_free_memory()  # what the search freed
+    cosine = weight == "cosine"
+    scan_rows = max(1, UNION_SCAN_ENTRIES // max(1, k))
+    dropped = missing = 0
+    for r0 in range(0, m, scan_rows):
+        hit = idx[r0:r0 + scan_rows] >= 0  # approximate search may return fewer than k hits
+        missing += int((~hit).sum())
+        if cosine:
+            dropped += int((hit & (sims[r0:r0 + scan_rows] <= min_similarity)).sum())
+    info = {"directed_edges_dropped_by_min_similarity": dropped, "directed_hits_missing": missing}
+    # rank space: rows in entity id order, so (source rank, target rank) order = (source id, target id) order
+    order = torch.argsort(row_ids)
+    sorted_ids = row_ids[order]
+    identity = bool(torch.equal(order, torch.arange(m)))
+    rank = None if identity else torch.empty(m, dtype=torch.long).scatter_(0, order, torch.arange(m))
+
+    def kept(rows) -> tuple:
+        """``(target ranks, kept mask)`` of the hits of ``rows`` (no copy when ids are in order)."""
+        block = idx[rows]
+        keep = block >= 0
+        if cosine:
+            keep &= sims[rows] > min_similarity
+        return (block if identity else rank[block.long().clamp(min=0)]), keep
+
+    scan = []  # (first row, last row, min, max target rank) per scan block: blocks that miss a chunk are skipped
+    for r0 in range(0, m, scan_rows):
+        target, keep = kept(slice(r0, min(m, r0 + scan_rows)))
+        if bool(keep.any()):
+            scan.append((r0, min(m, r0 + scan_rows), int(target[keep].min()), int(target[keep].max())))
+        del target, keep
+
+    small = torch.int32 if m <= torch.iinfo(torch.int32).max else torch.long
+
+    def incoming(a: int, b: int) -> tuple:
+        """``(source ranks, target ranks, weights)`` of the reversed hits pointing into ranks ``a..b-1``
+        (one scan of the lists for a range of :data:`UNION_GROUP` chunks)."""
+        src, dst, wts = [torch.zeros(0, dtype=small)], [torch.zeros(0, dtype=small)], [torch.zeros(0)]
+        for r0, r1, low, high in scan:
+            if high < a or low >= b:
+                continue
+            target, keep = kept(slice(r0, r1))
+            keep &= (target >= a) & (target < b)
+            if bool(keep.any()):
+                row = torch.nonzero(keep)[:, 0] + r0
+                src.append(target[keep].to(small))
+                dst.append((row if identity else rank[row]).to(small))
+                wts.append(sims[r0:r1][keep].float())
+            del target, keep
+        return torch.cat(src), torch.cat(dst), torch.cat(wts)
+
+    def chunk_edges(a: int, b: int, into: tuple) -> tuple:
+        """Unique ``(source * m + target, weight)`` of the sources ranked ``a..b-1``, sorted."""
+        pos = slice(a, b) if identity else order[a:b]
+        target, keep = kept(pos)
+        codes = [(torch.nonzero(keep)[:, 0] + a) * m + target[keep]]  # (source, target) as source * m + target
+        wts = [sims[pos][keep].float()]
+        del target, keep
+        in_src, in_dst, in_w = into
+        sel = (in_src >= a) & (in_src < b)
+        codes.append(in_src[sel].long() * m + in_dst[sel])
+        wts.append(in_w[sel])
+        del sel
+        code, w = torch.cat(codes), torch.cat(wts)
+        del codes, wts
+        code, perm = torch.sort(code)
+        w = w[perm]
+        del perm
+        first = torch.ones(len(code), dtype=torch.bool)
+        first[1:] = code[1:] != code[:-1]
+        unique = code[first]
+        del code
+        if cosine:
+            w = torch.full((len(unique),), -math.inf).scatter_reduce(0, torch.cumsum(first, 0) - 1, w, reduce="amax")
+        return unique, w
+
+    def chunks():
+        """Every chunk's edges in source order (the reversed hits of a group of chunks found by one scan)."""
+        rows = max(1, int(chunk_entries) // max(1, 2 * k))
+        for g0 in range(0, m, rows * UNION_GROUP):
+            g1 = min(m, g0 + rows * UNION_GROUP)
+            into = incoming(g0, g1)
+            for a in range(g0, g1, rows):
+                yield chunk_edges(a, min(g1, a + rows), into)
+            del into
+
+    total = sum(len(code) for code, _ in chunks())  # first pass: the output's size
+    release_free_memory()  # the first pass's freed chunks, before the output is allocated
+    edge_index = torch.empty(2, total, dtype=index_dtype)
+    edge_weight = torch.empty(total)
+    offset = 0
+    for code, uw in chunks():
+        stop = offset + len(code)
+        edge_index[0, offset:stop] = sorted_ids[torch.div(code, m, rounding_mode="floor")]
+        edge_index[1, offset:stop] = sorted_ids[code % m]
+        edge_weight[offset:stop] = uw if cosine else 1.0
+        offset = stop
+        del code, uw
     return edge_index, edge_weight, info
 
 
@@ -359,12 +444,10 @@ def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: 
         raise ValueError(f"item ids must lie in [0, {num_nodes}); got range [{int(ids.min())}, {int(ids.max())}]")
     if len(torch.unique(ids)) != len(ids):
         raise ValueError("item ids are not unique")
-    if not torch.isfinite(features).all():
-        raise ValueError("features contain NaN or inf")
+    zero = _zero_rows(features)  # raises on NaN / inf
     missing = torch.zeros(len(ids), dtype=torch.bool) if missing_mask is None else missing_mask.bool().clone()
     if missing.shape != (len(ids),):
         raise ValueError(f"missing_mask shape {tuple(missing.shape)} != ({len(ids)},)")
-    zero = features.norm(dim=1) == 0
     valid = torch.nonzero(~missing & ~zero).flatten()
 
     rows = features if len(valid) == len(ids) else features[valid]  # no copy when every item is used
@@ -385,6 +468,19 @@ def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: 
              "weight": weight, "min_similarity": min_similarity if weight == "cosine" else None,
              **info, "symmetrisation": "union"}
     return Graph(edge_index, edge_weight, int(num_nodes), stats)
+
+
+def _zero_rows(features: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+    """Bool mask of the all-zero rows; ValueError on NaN or inf. A chunk at a time: an
+    elementwise check of the whole input would allocate N x d bools (0.7 GB at 1e6 x 768)."""
+    zero = torch.empty(features.shape[0], dtype=torch.bool)
+    for start in range(0, features.shape[0], chunk):
+        part = features[start:start + chunk]
+        if not bool(torch.isfinite(part).all()):
+            bad = start + int(torch.nonzero(~torch.isfinite(part).all(dim=1))[0, 0])
+            raise ValueError(f"features contain NaN or inf (first in row {bad})")
+        zero[start:start + chunk] = (part == 0).all(dim=1)
+    return zero
 
 
 def _cells_stats(cells) -> dict:

@@ -29,7 +29,7 @@ Cost: k-means ``iterations x n_train x nlist x d`` plus one assignment ``N x nli
 cell_size)``, against ``N^2 d`` for the exact build. Memory beyond the input (which is
 neither copied nor normalised as a whole: N inverse norms scale each gathered block): the
 bfloat16 training sample, the centroids, one assignment chunk, the lists (N int64) and the
-``N x k`` result.
+``N x k`` result (int32 indices).
 
 The similarities returned are float32 cosines of the pairs found; the neighbour SET is
 approximate: recall@k against the exact build is measured by ``benchmarks/knn_benchmark.py
@@ -90,7 +90,12 @@ def _unit_rows(x: torch.Tensor, inv_norm: torch.Tensor, rows: torch.Tensor, devi
     return out
 
 
-def _top2(x_unit: torch.Tensor, centroids: torch.Tensor, chunk: int = 2048) -> tuple:
+def _normalise_(rows: torch.Tensor) -> torch.Tensor:
+    """``rows`` scaled to unit norm in place (zero rows stay zero), as ``F.normalize`` without a copy."""
+    return rows.div_(rows.norm(dim=1, keepdim=True).clamp(min=1e-12))
+
+
+def _top2(x_unit: torch.Tensor, centroids: torch.Tensor, chunk: int = 1024) -> tuple:
     """``(sims [n, 2], cells [n, 2])``: the two most similar centroids of every unit row."""
     n = x_unit.shape[0]
     p = min(2, centroids.shape[0])
@@ -140,13 +145,15 @@ def train_cells(sample_unit: torch.Tensor, n_cells: int, settings: CellsSettings
         sims, cells = _top2(sample_unit, centroids)
         assign = cells[:, 0]
         counts = torch.bincount(assign, minlength=c)
+        del centroids  # replaced by the normalised sums, in place (one c x d buffer, not three)
         sums = _centroid_sums(sample_unit, assign, c)
-        centroids = torch.nn.functional.normalize(sums, dim=1)
+        jump = it < settings.iterations - 2 and c > 1
+        served = _leave_one_out(sample_unit, sums, assign, counts) if jump else sims[:, 0]
+        centroids = _normalise_(sums)
+        del sums
         empty = torch.nonzero(counts == 0).flatten()
         jumpers = empty
-        served = sims[:, 0]
-        if it < settings.iterations - 2 and c > 1:
-            served = _leave_one_out(sample_unit, sums, assign, counts)
+        if jump:
             second = torch.where(torch.isfinite(sims[:, 1]), sims[:, 1], sims[:, 0])
             utility = torch.zeros(c, device=dev).index_add_(0, assign, served - second)
             used = counts > 0
@@ -184,7 +191,8 @@ def cells_topk(features: torch.Tensor, k: int, settings: Optional[CellsSettings]
         k: neighbours per row; ``k' = min(k, N - 1)``.
         settings: :class:`CellsSettings` (defaults when None).
         device: where the products run (default: the features' device; ``"cuda"`` works).
-    Returns ``(indices LongTensor[N, k'], similarities FloatTensor[N, k'])``, descending, on the CPU.
+    Returns ``(indices [N, k'], similarities FloatTensor[N, k'])``, descending, on the CPU; the
+    indices are int32 (int64 above 2^31 rows), half the memory of the ``N x k`` result.
     """
     from tqdm.auto import tqdm
 
@@ -215,7 +223,8 @@ def cells_topk(features: torch.Tensor, k: int, settings: Optional[CellsSettings]
     cand = torch.empty(n, m, dtype=torch.int32)
     sums = torch.zeros(n_cells, d, device=dev)
     c_t = centroids.to(dtype).T.contiguous()
-    chunk = 2048  # rows per assignment block: the block x nlist product is the largest buffer
+    del centroids  # the float32 centroids are recomputed from all rows below
+    chunk = 1024  # rows per assignment block: the block x nlist product is the largest buffer
     for start in tqdm(range(0, n, chunk), desc="kNN cells: assign", disable=not show_progress):
         rows = torch.arange(start, min(start + chunk, n), device=x.device)
         block = _unit_rows(x, inv_norm, rows, dev)
@@ -223,7 +232,7 @@ def cells_topk(features: torch.Tensor, k: int, settings: Optional[CellsSettings]
         sums.index_add_(0, top[:, 0], block)
         cand[start:start + len(rows)] = top.to(torch.int32).cpu()
     del c_t
-    centroids = torch.nn.functional.normalize(sums, dim=1)  # a cell no row chose first: zero, never best
+    centroids = _normalise_(sums)  # a cell no row chose first: zero, never best
     del sums
     first = torch.empty(n, dtype=torch.long)
     second = torch.full((n,), -1, dtype=torch.long)
@@ -251,7 +260,8 @@ def cells_topk(features: torch.Tensor, k: int, settings: Optional[CellsSettings]
     del entry_row, entry_cell, order
     offsets = offsets.tolist()
 
-    best_idx = torch.full((n, k_eff), -1, dtype=torch.long)
+    index_dtype = torch.int32 if n <= torch.iinfo(torch.int32).max else torch.long  # half the N x k memory
+    best_idx = torch.full((n, k_eff), -1, dtype=index_dtype)
     best_val = torch.full((n, k_eff), -math.inf)
     for cell in tqdm(range(n_cells), desc="kNN cells: search", disable=not show_progress):
         members = members_all[offsets[cell]:offsets[cell + 1]]
@@ -262,15 +272,15 @@ def cells_topk(features: torch.Tensor, k: int, settings: Optional[CellsSettings]
         tile = q @ q.T
         tile.fill_diagonal_(-math.inf)
         vals, pos = torch.topk(tile, kk, dim=1)
-        vals, found = vals.cpu(), members[pos.cpu()]
+        vals, found = vals.cpu(), members[pos.cpu()].to(index_dtype)
         if kk < k_eff:
             pad = k_eff - kk
             vals = torch.cat([vals, torch.full((len(members), pad), -math.inf)], dim=1)
-            found = torch.cat([found, torch.full((len(members), pad), -1, dtype=torch.long)], dim=1)
+            found = torch.cat([found, torch.full((len(members), pad), -1, dtype=found.dtype)], dim=1)
         fresh = best_idx[members, 0] < 0  # first cell of these rows: no merge needed
         if bool(fresh.all()):
             best_val[members], best_idx[members] = vals, found
         else:
-            best_val[members], best_idx[members] = _merge_unique(best_val[members], best_idx[members], vals, found,
-                                                                 k_eff)
+            top, top_idx = _merge_unique(best_val[members], best_idx[members], vals, found, k_eff)
+            best_val[members], best_idx[members] = top, top_idx.to(index_dtype)
     return best_idx, best_val

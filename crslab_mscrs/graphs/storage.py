@@ -2,9 +2,11 @@
 
 Files (in ``<data_root>/features/<dataset>/``, see :func:`crslab_mscrs.paths.features_dir`):
 
-- graphs ``{cooccurrence,text_knn,image_knn}_graph.pt``: ``{"edge_index": LongTensor[2, E],
+- graphs ``{cooccurrence,text_knn,image_knn}_graph.pt``: ``{"edge_index": IntTensor[2, E],
   "edge_weight": FloatTensor[E], "num_nodes": int}`` in the ENTITY id space
-  (``num_nodes = n_entity``), loadable with ``torch.load(path, weights_only=True)``;
+  (``num_nodes = n_entity``), loadable with ``torch.load(path, weights_only=True)``; the
+  index is int32 when ``num_nodes`` fits (int64 otherwise and in older files), and
+  :func:`load_graph` gives int64;
 - ``text_features.pt``: ``{"item_ids": LongTensor[N], "features": FloatTensor[N, d]}``;
 - ``image_features.pt``: the same plus ``"missing_mask": BoolTensor[N]``;
 - ``manifest.json``: one entry per file name with ``sha256`` of the file, ``kind``,
@@ -143,7 +145,9 @@ def save_graph(graph: Graph, path, inputs: Optional[Mapping] = None, parameters:
                encoder: Optional[dict] = None) -> dict:
     """Save ``graph`` and record its manifest entry (returned)."""
     path = Path(path)
-    _atomic_torch_save({"edge_index": graph.edge_index.long().contiguous(),
+    index = graph.edge_index  # int32 when the ids fit (half the file and no int64 copy), else int64
+    index = index.int() if int(graph.num_nodes) <= torch.iinfo(torch.int32).max else index.long()
+    _atomic_torch_save({"edge_index": index.contiguous(),
                         "edge_weight": graph.edge_weight.float().contiguous(),
                         "num_nodes": int(graph.num_nodes)}, path)
     counts = {"num_nodes": int(graph.num_nodes), "num_edges": graph.num_edges, **graph.stats}
@@ -165,7 +169,7 @@ def load_graph(path, expected_inputs: Optional[Mapping] = None, on_stale: str = 
     for key in ("edge_index", "edge_weight", "num_nodes"):
         if key not in data:
             raise ValueError(f"{path}: missing key {key!r}")
-    return Graph(data["edge_index"], data["edge_weight"], int(data["num_nodes"]), entry.get("counts", {}))
+    return Graph(data["edge_index"].long(), data["edge_weight"], int(data["num_nodes"]), entry.get("counts", {}))
 
 
 # --------------------------------------------------------------------------- features

@@ -1,7 +1,7 @@
 """Read the semantic-graph files written by the features stage and map them to model row spaces.
 
 File format (contract with the features engineer): ``torch.load(path, weights_only=True)`` gives
-``{"edge_index": LongTensor[2, E], "edge_weight": FloatTensor[E], "num_nodes": int}`` in the KG
+``{"edge_index": int32/int64 Tensor[2, E], "edge_weight": FloatTensor[E], "num_nodes": int}`` in the KG
 ENTITY id space. The co-occurrence graph spans all entities; the text and image kNN graphs only
 connect item entities and are re-indexed here to item positions (column order of ``item_ids``).
 """
