@@ -32,7 +32,7 @@ _ALIASES = {"learning_rate": "lr", "lerning_rate": "lr", "learningrate": "lr", "
 
 @dataclass(frozen=True)
 class Spec:
-    """One key's allowed values: ``kind`` (int, float, bool, str, list, dict), optional bounds
+    """One key's allowed values: ``kind`` (int, float, bool, bool_or_auto, str, list, dict), optional bounds
     (``low_open`` makes the lower bound exclusive), ``choices``, ``pattern`` and ``nullable``."""
 
     kind: str
@@ -48,7 +48,7 @@ class Spec:
         if value is None:
             return None if self.nullable else "must be set (null is not allowed)"
         expected = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
-                    "list": "a list", "dict": "a mapping"}[self.kind]
+                    "list": "a list", "dict": "a mapping", "bool_or_auto": "true, false or auto"}[self.kind]
         if not _is_kind(value, self.kind):
             hint = ""
             if self.kind in ("int", "float") and isinstance(value, str) and _number_like(value):
@@ -72,6 +72,8 @@ def _is_kind(value, kind: str) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "float":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "bool_or_auto":
+        return isinstance(value, bool) or value == "auto"
     return isinstance(value, {"bool": bool, "str": str, "list": list, "dict": dict}[kind])
 
 
@@ -124,7 +126,7 @@ TRANSFORMER: Dict[str, Spec] = {  # KBRD / KGSF (CRSLab)
 }
 
 MSCRS: Dict[str, Spec] = {  # MSCRS / UniCRS: crslab_mscrs.training.config_keys
-    "lm": STR, "lm_gguf_file": OPT_STR, "lm_dtype": OPT_STR, "lm_activation_checkpointing": BOOL, "text_encoder": STR, "entity_dim": OPT_POSITIVE,
+    "lm": STR, "lm_gguf_file": OPT_STR, "lm_dtype": OPT_STR, "lm_activation_checkpointing": Spec("bool_or_auto"), "text_encoder": STR, "entity_dim": OPT_POSITIVE,
     "num_bases": POSITIVE, "use_cooccurrence_graph": BOOL, "use_text_graph": BOOL, "use_image_graph": BOOL,
     "lambda_text": FLOAT(0), "lambda_image": FLOAT(0), "fusion": Spec("str", choices=("sum", "mean", "authors")),
     "cooccurrence_input": Spec("str", choices=("e0", "embedding")), "cooccurrence_layers": POSITIVE,

@@ -80,3 +80,32 @@ def test_config_key_checkpoints_the_lm_of_prompt_crs_with_the_same_gradients(tmp
     assert grads[0].keys() == grads[1].keys() and any(n.startswith("prompt_encoder") for n in grads[0])
     for name in grads[0]:
         assert torch.equal(grads[0][name], grads[1][name]), name
+
+
+def test_auto_turns_checkpointing_on_where_the_step_would_not_fit():
+    from types import SimpleNamespace
+
+    from crslab_mscrs.model.activation_checkpointing import activation_bytes_per_token, resolve_activation_checkpointing
+
+    smollm2 = SimpleNamespace(hidden_size=576, num_attention_heads=9, num_hidden_layers=30)  # SmolLM2-135M
+    assert activation_bytes_per_token(smollm2, 210) / 1e6 == pytest.approx(1.742, abs=1e-3)  # lm_memory.py measured 1.35
+    redial_rec = [(64, 210), (8, 397)]  # rec and conv steps of the ReDial configs
+    on, reason = resolve_activation_checkpointing("auto", smollm2, redial_rec, memory_bytes=24 * 10**9)
+    assert on and "64 rows x 210 positions" in reason  # a 24 GB host: ~23 GB would not fit
+    assert not resolve_activation_checkpointing("auto", smollm2, redial_rec, memory_bytes=139 * 10**9)[0]  # an H200
+    assert resolve_activation_checkpointing(False, smollm2, redial_rec, memory_bytes=1)[0] is False  # explicit wins
+    assert resolve_activation_checkpointing("auto", smollm2, [], memory_bytes=1)[0] is False
+    with pytest.raises(ValueError, match="true, false or auto"):
+        resolve_activation_checkpointing("yes", smollm2, redial_rec)
+
+
+def test_prompt_crs_resolves_auto_from_the_stage_batch_sizes(tmp_path):
+    from crslab_mscrs.model.prompt_crs import PromptCRS, training_step_shapes
+    from crslab_mscrs.model.tiny import tiny_opt, tiny_side_data, tiny_vocab, write_tiny_graph_files
+
+    features = write_tiny_graph_files(tmp_path)
+    opt = tiny_opt(features, lm_activation_checkpointing="auto", rec={"batch_size": 4}, conv={"batch_size": 2})
+    assert training_step_shapes(opt)[0][0] == 4 and len(training_step_shapes(opt)) == 2
+    model = PromptCRS.from_opt(opt, tiny_vocab(), tiny_side_data())  # a tiny LM: a few KB per step, off
+    assert model.config.lm_activation_checkpointing is False
+    assert not any(getattr(layer, "_mscrs_checkpointed_forward", False) for layer in decoder_layers(model.lm))

@@ -90,3 +90,58 @@ def disable_activation_checkpointing(lm: torch.nn.Module) -> None:
         if getattr(layer, ATTRIBUTE, False):
             del layer.forward  # the class's forward again
             setattr(layer, ATTRIBUTE, False)
+
+
+AUTO_MEMORY_SHARE = 0.25  # auto: on when one training step's LM activations would exceed this share of the memory
+
+
+def activation_bytes_per_token(lm_config, sequence_length: int, element_bytes: int = 4) -> float:
+    """Activation memory a training step keeps per token in the LM without checkpointing.
+
+    Korthikanti et al., "Reducing Activation Recomputation in Large Transformer Models"
+    (MLSys 2023), eq. 1: per layer and token ``h (34 + 5 a s / h)`` bytes at 2-byte activations
+    (h hidden size, a heads, s sequence length), scaled to ``element_bytes``. For SmolLM2-135M
+    in float32 at 210 positions this gives 1.74 MB per token; benchmarks/lm_memory.py measured
+    1.35 MB (no dropout masks in the frozen LM), so the estimate errs on the safe side.
+    """
+    h = int(getattr(lm_config, "hidden_size", None) or lm_config.n_embd)
+    heads = int(getattr(lm_config, "num_attention_heads", None) or lm_config.n_head)
+    layers = int(getattr(lm_config, "num_hidden_layers", None) or lm_config.n_layer)
+    return layers * h * (34 + 5 * heads * sequence_length / h) * element_bytes / 2
+
+
+def device_memory_bytes(device=None) -> int:
+    """Total memory of ``device``: the GPU's, or the host's for a CPU (None)."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    import os
+
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def resolve_activation_checkpointing(setting, lm_config, step_shapes, device=None, element_bytes: int = 4,
+                                     memory_bytes: Optional[int] = None) -> tuple:
+    """``(on, reason)`` for the config value ``true`` / ``false`` / ``"auto"``.
+
+    ``step_shapes``: ``(rows, positions)`` of each training step type the run will take
+    (batch size x LM positions: context + prefix, plus the response for conversation).
+    ``auto`` turns checkpointing on when the largest step's estimated activations
+    (:func:`activation_bytes_per_token`) exceed :data:`AUTO_MEMORY_SHARE` of the device's
+    memory: on a CPU host the ReDial rec step (64 x 210) would need about 23 GB, so it is on;
+    on a 139 GB GPU it is off, and the recompute (one more LM forward) is saved.
+    """
+    if isinstance(setting, bool):
+        return setting, "set in the config"
+    if setting != "auto":
+        raise ValueError(f"lm_activation_checkpointing must be true, false or auto, got {setting!r}")
+    if not step_shapes:
+        return False, "auto: no training step"
+    need = max(rows * positions * activation_bytes_per_token(lm_config, positions, element_bytes)
+               for rows, positions in step_shapes)
+    memory = memory_bytes if memory_bytes is not None else device_memory_bytes(device)
+    on = need > AUTO_MEMORY_SHARE * memory
+    rows, positions = max(step_shapes, key=lambda shape: shape[0] * shape[1])
+    return on, (f"auto: about {need / 1e9:.1f} GB of LM activations for the largest step ({rows} rows x "
+                f"{positions} positions) {'>' if on else '<='} {AUTO_MEMORY_SHARE:.0%} of "
+                f"{memory / 1e9:.1f} GB ({torch.device(device).type if device is not None else 'cpu'})")

@@ -20,15 +20,17 @@ when the module trains (no dropout noise in frozen parts). Batch keys, shapes an
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Union
 
 import torch
 import torch.nn.functional as F
+from loguru import logger
 from torch import nn
 
-from crslab_mscrs.model.activation_checkpointing import enable_activation_checkpointing
+from crslab_mscrs.model.activation_checkpointing import (enable_activation_checkpointing,
+                                                         resolve_activation_checkpointing)
 from crslab_mscrs.model.decoding import decode
 from crslab_mscrs.model.demonstrations import DemonstrationEncoder
 from crslab_mscrs.model.entity_encoder import MultimodalEntityEncoder
@@ -86,7 +88,8 @@ class PromptCRSConfig:
     contrastive_weight: float
     contrastive_temperature: float
     use_demonstrations: bool                # retrieved demonstrations as extra conv prompt vectors
-    lm_activation_checkpointing: bool = False  # recompute the frozen LM's layers in backward (.activation_checkpointing)
+    lm_activation_checkpointing: Union[bool, str] = False  # recompute the frozen LM's layers in backward; "auto":
+    # where the step would not fit otherwise (.activation_checkpointing.resolve_activation_checkpointing)
 
     @classmethod
     def from_opt(cls, opt: Mapping) -> "PromptCRSConfig":
@@ -113,6 +116,20 @@ class ConvOutput:
     logits: torch.Tensor                      # [B, L, vocab] without labels; [N, vocab] (logit_mask) with labels
     contrastive_loss: Optional[torch.Tensor] = None
     logit_mask: Optional[torch.Tensor] = None  # [B, L] bool: positions whose logits are in `logits`
+
+
+def training_step_shapes(opt: Mapping) -> list:
+    """``(rows, LM positions)`` of the training steps in ``opt``'s stage sections: batch size x
+    (context + prefix), plus the response for conversation."""
+    context = int(option(opt, "context_max_length"))
+    shapes = []
+    for stage, positions in (("pretrain", context + int(option(opt, "n_prefix_rec"))),
+                             ("rec", context + int(option(opt, "n_prefix_rec"))),
+                             ("conv", context + int(option(opt, "response_max_length")) + int(option(opt, "n_prefix_conv")))):
+        section = opt.get(stage) if hasattr(opt, "get") else None
+        if isinstance(section, Mapping) and section.get("batch_size"):
+            shapes.append((int(section["batch_size"]), positions))
+    return shapes
 
 
 def build_entity_encoder(n_entity: int, entity_kg: Mapping, item_ids: torch.Tensor, lm_hidden: int,
@@ -174,6 +191,8 @@ class PromptCRS(nn.Module):
         for frozen in (lm, text_encoder):
             frozen.requires_grad_(False)
             frozen.eval()
+        if config.lm_activation_checkpointing not in (True, False):
+            raise ValueError("PromptCRS needs lm_activation_checkpointing true or false; from_opt resolves 'auto'")
         if config.lm_activation_checkpointing:
             enable_activation_checkpointing(lm)
         self.geometry = LMGeometry.from_config(lm.config)
@@ -205,6 +224,12 @@ class PromptCRS(nn.Module):
         if force_graphs_off:
             config = config.graphs_off()
         lm, lm_tokenizer = load_causal_lm(opt["lm"], option(opt, "lm_gguf_file"), option(opt, "lm_dtype"))
+        on, reason = resolve_activation_checkpointing(
+            config.lm_activation_checkpointing, lm.config, training_step_shapes(opt), device,
+            next(lm.parameters()).element_size())
+        if config.lm_activation_checkpointing == "auto":
+            logger.info(f"lm_activation_checkpointing {'on' if on else 'off'} ({reason})")
+        config = replace(config, lm_activation_checkpointing=on)
         text_encoder, text_tokenizer = load_text_encoder(opt["text_encoder"])
         n_entity = int(vocab["n_entity"])
         item_ids = torch.as_tensor(list(side_data["item_entity_ids"]), dtype=torch.long)
