@@ -141,7 +141,7 @@ MSCRS: Dict[str, Spec] = {  # MSCRS / UniCRS: crslab_mscrs.training.config_keys
     "rec_select_metric": Spec("str", pattern=r"(recall|mrr|ndcg)@(1|10|50)(_mention)?|hit@(1|10|50)|crslab_(mrr|ndcg)@(1|10|50)"),
     "ranking_depth": POSITIVE, "max_new_tokens": POSITIVE, "num_beams": POSITIVE, "do_sample": BOOL,
     "top_p": FLOAT(0, high=1, low_open=True, nullable=True), "no_repeat_ngram_size": INT(0),
-    "interact_top_k": POSITIVE, "allow_untrained": BOOL, "n_demonstrations": POSITIVE, "demonstration_max_length": POSITIVE,
+    "interact_top_k": POSITIVE, "allow_untrained": BOOL, "cpu_malloc_mmap_threshold": INT(0, nullable=True), "n_demonstrations": POSITIVE, "demonstration_max_length": POSITIVE,
     "demonstration_context_turns": INT(0),
 }
 

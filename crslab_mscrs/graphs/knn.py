@@ -36,6 +36,7 @@ import torch
 
 from crslab_mscrs.graphs.cooccurrence import Graph, sort_edges
 from crslab_mscrs.graphs.knn_faiss import default_nlist
+from crslab_mscrs.host_memory import release_free_memory
 
 
 EXACT_PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -49,21 +50,6 @@ def resolve_device(device: Optional[str], features: torch.Tensor) -> torch.devic
     if torch.cuda.is_available():
         return torch.device("cuda")
     return features.device
-
-
-def release_free_memory() -> None:
-    """Return the C heap's free pages to the system (glibc ``malloc_trim``; a no-op elsewhere).
-
-    Freed tensors below glibc's mmap threshold stay in the process's heap, so after a phase
-    of many chunk-sized temporaries the RSS holds their pages until they are reused; trimming
-    between phases keeps the peak close to the live memory."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def topk_neighbours(features: torch.Tensor, k: int, block_size: Optional[int] = None,

@@ -142,6 +142,7 @@ def resolve_activation_checkpointing(setting, lm_config, step_shapes, device=Non
     memory = memory_bytes if memory_bytes is not None else device_memory_bytes(device)
     on = need > AUTO_MEMORY_SHARE * memory
     rows, positions = max(step_shapes, key=lambda shape: shape[0] * shape[1])
-    return on, (f"auto: about {need / 1e9:.1f} GB of LM activations for the largest step ({rows} rows x "
+    amount = f"{need / 1e9:.1f} GB" if need >= 1e9 else f"{need / 1e6:.0f} MB"
+    return on, (f"auto: about {amount} of LM activations for the largest step ({rows} rows x "
                 f"{positions} positions) {'>' if on else '<='} {AUTO_MEMORY_SHARE:.0%} of "
                 f"{memory / 1e9:.1f} GB ({torch.device(device).type if device is not None else 'cpu'})")

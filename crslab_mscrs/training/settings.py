@@ -30,7 +30,7 @@ fallback to ids) or ``ids`` (CRSLab's word ids, detokenised: the old behaviour).
 
 SYSTEM_KEYS = frozenset({
     "stages", "run_name", "resume", "bf16", "rec_select_metric", "ranking_depth", "interact_top_k",  # RunSettings
-    "allow_untrained",                                                                               # RunSettings
+    "allow_untrained", "cpu_malloc_mmap_threshold",                                                  # RunSettings
     "max_new_tokens", "num_beams", "do_sample", "top_p", "no_repeat_ngram_size",                    # GenerationSettings
     "n_demonstrations", "demonstration_max_length", "demonstration_context_turns",                  # DemonstrationSettings
 })
@@ -270,6 +270,7 @@ class RunSettings:
     placeholder: str
     interact_top_k: int
     allow_untrained: bool            # interactive mode may chat without conv_best.pth
+    cpu_malloc_mmap_threshold: Optional[int]  # bytes; CPU runs set glibc's mmap threshold (crslab_mscrs.host_memory)
     rankings_out: Optional[str]
     metrics_out: Optional[str]
     demonstrations: DemonstrationSettings
@@ -291,6 +292,7 @@ class RunSettings:
                    placeholder=_get(opt, "movie_placeholder"),
                    interact_top_k=int(_get(opt, "interact_top_k")),
                    allow_untrained=bool(_get(opt, "allow_untrained")),
+                   cpu_malloc_mmap_threshold=int(_get(opt, "cpu_malloc_mmap_threshold") or 0) or None,
                    rankings_out=_get(opt, "rankings_out") or None, metrics_out=_get(opt, "metrics_out") or None,
                    demonstrations=DemonstrationSettings.from_opt(opt))
 

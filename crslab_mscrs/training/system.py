@@ -24,6 +24,7 @@ from crslab.evaluator.metrics.base import AverageMetric
 from crslab.system.base import BaseSystem
 from loguru import logger
 
+from crslab_mscrs import host_memory
 from crslab_mscrs.training.checkpoint import save_weights, seed_everything
 from crslab_mscrs.training.demonstrations import Demonstrations
 from crslab_mscrs.training import distributed
@@ -64,6 +65,11 @@ class MSCRSSystem(BaseSystem):
         # CRSLab wraps the model in DataParallel on GPU: weights are saved from the bare
         # module so checkpoints move between CPU and GPU runs
         self.net = self.model.module if isinstance(self.model, torch.nn.DataParallel) else self.model
+        if self.device.type == "cpu" and self.settings.cpu_malloc_mmap_threshold:
+            why_not = host_memory.set_mmap_threshold(self.settings.cpu_malloc_mmap_threshold)
+            logger.info(f"[cpu_malloc_mmap_threshold: {why_not}: left as it is]" if why_not else
+                        f"[cpu_malloc_mmap_threshold: tensors of >= {self.settings.cpu_malloc_mmap_threshold} "
+                        f"bytes are returned to the system when freed]")
         self.core = find_prompt_crs(self.net)
         self.item_ids = torch.as_tensor(self.core.item_ids).long().cpu()
         for loader in self.loaders():
