@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional
@@ -194,18 +195,25 @@ def count_batches(system) -> List[StepCount]:
     return counts
 
 
-def estimate(config: Path, data_root: Optional[str], gpu: str, steps: int, world_size: int,
-             overrides: List[str]) -> Estimate:
-    import torch
-
+@contextmanager
+def built_system(config: Path, data_root: Optional[str], gpu: str, overrides: List[str]):
+    """The recipe's system (dataset, loaders, frozen models, graphs) in a throwaway run folder."""
     from crslab_mscrs.cli import build_system
     from crslab_mscrs.config import load_config
     from crslab_mscrs.training.checkpoint import seed_everything
 
     opt = load_config(str(config), overrides)
     seed_everything(int(opt["seed"]))
-    with tempfile.TemporaryDirectory() as save_dir:  # the estimate leaves no run folder
+    with tempfile.TemporaryDirectory() as save_dir:  # leaves no run folder
         system, _ = build_system(opt, data_root, save_dir, gpu)
+        yield system
+
+
+def estimate(config: Path, data_root: Optional[str], gpu: str, steps: int, world_size: int,
+             overrides: List[str]) -> Estimate:
+    import torch
+
+    with built_system(config, data_root, gpu, overrides) as system:
         timings = measure(system, steps)
         counts = count_batches(system)
         device = str(system.device)
@@ -221,6 +229,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dataset", choices=("redial", "inspired"), required=True)
     p.add_argument("--variant", default=None, help="config variant, e.g. offline (<dataset>_<variant>.yaml)")
     p.add_argument("--estimate", action="store_true", help="time each step type and print the plan; run nothing")
+    p.add_argument("--counts", action="store_true",
+                   help="print the batches of every step type the recipe runs (no timing; to multiply by "
+                        "per-step times measured elsewhere, e.g. on a GPU)")
     p.add_argument("--steps", type=int, default=2, help="timed batches per step type (--estimate)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--gpu", default="auto", help="run_crslab.py -g (auto: GPU 0 when CUDA is available)")
@@ -237,6 +248,14 @@ def main(argv=None) -> int:
     config = bench.model_config_path(Path("config"), args.model, args.dataset, False, args.variant)
     if config is None:
         raise SystemExit(f"error: no config for {args.model} on {args.dataset} (variant {args.variant})")
+    if args.counts:
+        from crslab_mscrs.cli import quiet_when_not_a_terminal, resolve_gpu
+
+        quiet_when_not_a_terminal()
+        with built_system(config, args.data_root, resolve_gpu(args.gpu), args.overrides) as system:
+            for count in count_batches(system):
+                print(f"{count.batches:>8}  {count.kind:<14} {count.where}")
+        return 0
     if args.estimate:
         from crslab_mscrs.cli import quiet_when_not_a_terminal, resolve_gpu
 

@@ -42,3 +42,27 @@ def test_throughput_flop_count_of_one_layer_by_hand():
     expected = 2 * (2 * 16 + 2 * 4 * 2 + 3 * 4 * 8) * 2 + 4 * 4 * (2 + 3) + 2 * 4 * 10 * 1
     assert throughput.forward_flops(config, 1, 2, 1, 1) == expected
     assert throughput.forward_flops(config, 3, 2, 1, 1) == 3 * expected
+
+
+class _Loader:
+    def __init__(self, rows):
+        self.rows = rows
+
+    def num_batches(self, task, batch_size):
+        return -(-self.rows[task] // batch_size)
+
+
+def test_counts_prints_the_batches_of_every_step_type_without_timing(monkeypatch, capsys):
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    rows = {"rec": 640, "rec_eval": 130}
+    system = SimpleNamespace(settings=SimpleNamespace(stages=("rec",)),
+                             opt={"rec": {"epoch": 3, "batch_size": 64, "eval_batch_size": 64}},
+                             train_dataloader=_Loader(rows), valid_dataloader=_Loader(rows), test_dataloader=_Loader(rows))
+    monkeypatch.setattr(recipe, "built_system", contextmanager(lambda *args: (yield system)))
+    monkeypatch.setattr(recipe, "measure", lambda *args: pytest.fail("--counts times nothing"))
+    assert recipe.main(["--model", "unicrs", "--dataset", "inspired", "--variant", "offline", "--counts"]) == 0
+    lines = [line.split(None, 2) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0][:2] == ["30", "rec"] and "3 epochs x 10 batches of 64" in lines[0][2]
+    assert [line[1] for line in lines[1:]] == ["rec_eval"] * (len(lines) - 1)
