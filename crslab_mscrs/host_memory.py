@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 from typing import Optional
 
@@ -21,7 +22,9 @@ M_MMAP_THRESHOLD = -3  # glibc malloc.h
 ENV_THRESHOLD = "MALLOC_MMAP_THRESHOLD_"
 
 
+@functools.lru_cache(maxsize=1)
 def _libc():
+    """The C library, loaded once (``find_library`` runs ``ldconfig``)."""
     try:
         return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:

@@ -122,4 +122,5 @@ def test_union_graph_equals_a_set_based_union_of_the_directed_lists():
             got = {(int(a), int(b)): float(w) for (a, b), w in zip(edge_index.T.tolist(), edge_weight)}
             assert got == pytest.approx(expected) and list(got) == sorted(expected)
             assert info["directed_hits_missing"] == int((idx < 0).sum())
+            assert info["directed_edges_dropped_by_min_similarity"] == int(((idx >= 0) & (sims <= 0.1)).sum())
             assert edge_index.dtype == torch.int32  # half the memory of int64; load_graph gives int64

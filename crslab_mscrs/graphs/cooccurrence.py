@@ -19,6 +19,11 @@ import numpy as np
 import torch
 
 
+def index_dtype(count: int) -> torch.dtype:
+    """int32 for indices into ``count`` nodes or rows where they fit (half the memory of int64), else int64."""
+    return torch.int32 if int(count) <= torch.iinfo(torch.int32).max else torch.long
+
+
 @dataclass
 class Graph:
     """Weighted graph in COO form over ``num_nodes`` entity ids."""

@@ -34,7 +34,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from crslab_mscrs.graphs.cooccurrence import Graph, sort_edges
+from crslab_mscrs.graphs.cooccurrence import Graph, index_dtype, sort_edges
 from crslab_mscrs.graphs.knn_faiss import default_nlist
 from crslab_mscrs.host_memory import release_free_memory
 
@@ -290,18 +290,10 @@ def union_graph(idx: torch.Tensor, sims: torch.Tensor, row_ids: torch.Tensor, nu
     """
     m, k = idx.shape
     n = int(num_nodes)
-    index_dtype = torch.int32 if n <= torch.iinfo(torch.int32).max else torch.long
     row_ids = torch.as_tensor(row_ids, dtype=torch.long)
     release_free_memory()  # what the search freed
     cosine = weight == "cosine"
     scan_rows = max(1, UNION_SCAN_ENTRIES // max(1, k))
-    dropped = missing = 0
-    for r0 in range(0, m, scan_rows):
-        hit = idx[r0:r0 + scan_rows] >= 0  # approximate search may return fewer than k hits
-        missing += int((~hit).sum())
-        if cosine:
-            dropped += int((hit & (sims[r0:r0 + scan_rows] <= min_similarity)).sum())
-    info = {"directed_edges_dropped_by_min_similarity": dropped, "directed_hits_missing": missing}
     # rank space: rows in entity id order, so (source rank, target rank) order = (source id, target id) order
     order = torch.argsort(row_ids)
     sorted_ids = row_ids[order]
@@ -317,13 +309,18 @@ def union_graph(idx: torch.Tensor, sims: torch.Tensor, row_ids: torch.Tensor, nu
         return (block if identity else rank[block.long().clamp(min=0)]), keep
 
     scan = []  # (first row, last row, min, max target rank) per scan block: blocks that miss a chunk are skipped
+    found = kept_hits = 0
     for r0 in range(0, m, scan_rows):
-        target, keep = kept(slice(r0, min(m, r0 + scan_rows)))
+        r1 = min(m, r0 + scan_rows)
+        found += int((idx[r0:r1] >= 0).sum())  # approximate search may return fewer than k hits
+        target, keep = kept(slice(r0, r1))
+        kept_hits += int(keep.sum())
         if bool(keep.any()):
-            scan.append((r0, min(m, r0 + scan_rows), int(target[keep].min()), int(target[keep].max())))
+            scan.append((r0, r1, int(target[keep].min()), int(target[keep].max())))
         del target, keep
+    info = {"directed_edges_dropped_by_min_similarity": found - kept_hits, "directed_hits_missing": m * k - found}
 
-    small = torch.int32 if m <= torch.iinfo(torch.int32).max else torch.long
+    small = index_dtype(m)
 
     def incoming(a: int, b: int) -> tuple:
         """``(source ranks, target ranks, weights)`` of the reversed hits pointing into ranks ``a..b-1``
@@ -379,7 +376,7 @@ def union_graph(idx: torch.Tensor, sims: torch.Tensor, row_ids: torch.Tensor, nu
 
     total = sum(len(code) for code, _ in chunks())  # first pass: the output's size
     release_free_memory()  # the first pass's freed chunks, before the output is allocated
-    edge_index = torch.empty(2, total, dtype=index_dtype)
+    edge_index = torch.empty(2, total, dtype=index_dtype(n))
     edge_weight = torch.empty(total)
     offset = 0
     for code, uw in chunks():

@@ -28,7 +28,7 @@ Cost: k-means ``iterations x n_train x nlist x d`` plus one assignment ``N x nli
 (bfloat16), and the search ``sum_cells |cell|^2 d`` (float32): about ``N d (N / cell_size +
 cell_size)``, against ``N^2 d`` for the exact build. Memory beyond the input (which is
 neither copied nor normalised as a whole: N inverse norms scale each gathered block): the
-bfloat16 training sample, the centroids, one assignment chunk, the lists (N int64) and the
+bfloat16 training sample, the centroids, one assignment chunk, the candidate lists (N x candidates int32) and the
 ``N x k`` result (int32 indices).
 
 The similarities returned are float32 cosines of the pairs found; the neighbour SET is
@@ -46,6 +46,7 @@ from typing import Optional
 
 import torch
 
+from crslab_mscrs.graphs.cooccurrence import index_dtype
 from crslab_mscrs.graphs.knn import inverse_norms
 
 PRECISIONS = {"bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -260,8 +261,7 @@ def cells_topk(features: torch.Tensor, k: int, settings: Optional[CellsSettings]
     del entry_row, entry_cell, order
     offsets = offsets.tolist()
 
-    index_dtype = torch.int32 if n <= torch.iinfo(torch.int32).max else torch.long  # half the N x k memory
-    best_idx = torch.full((n, k_eff), -1, dtype=index_dtype)
+    best_idx = torch.full((n, k_eff), -1, dtype=index_dtype(n))  # int32: half the N x k memory
     best_val = torch.full((n, k_eff), -math.inf)
     for cell in tqdm(range(n_cells), desc="kNN cells: search", disable=not show_progress):
         members = members_all[offsets[cell]:offsets[cell + 1]]
@@ -272,7 +272,7 @@ def cells_topk(features: torch.Tensor, k: int, settings: Optional[CellsSettings]
         tile = q @ q.T
         tile.fill_diagonal_(-math.inf)
         vals, pos = torch.topk(tile, kk, dim=1)
-        vals, found = vals.cpu(), members[pos.cpu()].to(index_dtype)
+        vals, found = vals.cpu(), members[pos.cpu()].to(best_idx.dtype)
         if kk < k_eff:
             pad = k_eff - kk
             vals = torch.cat([vals, torch.full((len(members), pad), -math.inf)], dim=1)
@@ -282,5 +282,5 @@ def cells_topk(features: torch.Tensor, k: int, settings: Optional[CellsSettings]
             best_val[members], best_idx[members] = vals, found
         else:
             top, top_idx = _merge_unique(best_val[members], best_idx[members], vals, found, k_eff)
-            best_val[members], best_idx[members] = top, top_idx.to(index_dtype)
+            best_val[members], best_idx[members] = top, top_idx.to(best_idx.dtype)
     return best_idx, best_val

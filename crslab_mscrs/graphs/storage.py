@@ -35,7 +35,7 @@ from loguru import logger
 
 from crslab_mscrs.atomic_files import replacing
 from crslab_mscrs.features.hashing import compare_hashes, hash_inputs, sha256_file
-from crslab_mscrs.graphs.cooccurrence import Graph
+from crslab_mscrs.graphs.cooccurrence import Graph, index_dtype
 
 MANIFEST_NAME = "manifest.json"
 
@@ -146,7 +146,7 @@ def save_graph(graph: Graph, path, inputs: Optional[Mapping] = None, parameters:
     """Save ``graph`` and record its manifest entry (returned)."""
     path = Path(path)
     index = graph.edge_index  # int32 when the ids fit (half the file and no int64 copy), else int64
-    index = index.int() if int(graph.num_nodes) <= torch.iinfo(torch.int32).max else index.long()
+    index = index.to(index_dtype(graph.num_nodes))
     _atomic_torch_save({"edge_index": index.contiguous(),
                         "edge_weight": graph.edge_weight.float().contiguous(),
                         "num_nodes": int(graph.num_nodes)}, path)

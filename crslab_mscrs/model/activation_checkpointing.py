@@ -16,6 +16,7 @@ before its recomputation, so the replay reads what the forward read. Without aut
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Optional
 
 import torch
@@ -115,8 +116,6 @@ def device_memory_bytes(device=None) -> int:
     device = torch.device(device) if device is not None else torch.device("cpu")
     if device.type == "cuda":
         return int(torch.cuda.get_device_properties(device).total_memory)
-    import os
-
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 

@@ -119,15 +119,16 @@ class ConvOutput:
 
 
 def training_step_shapes(opt: Mapping) -> list:
-    """``(rows, LM positions)`` of the training steps in ``opt``'s stage sections: batch size x
-    (context + prefix), plus the response for conversation."""
+    """``(rows, LM positions)`` of the training steps of the stages ``opt`` runs (all three when it
+    lists none): batch size x (context + prefix), plus the response for conversation."""
     context = int(option(opt, "context_max_length"))
+    runs = (opt.get("stages") if hasattr(opt, "get") else None) or ("pretrain", "rec", "conv")
     shapes = []
     for stage, positions in (("pretrain", context + int(option(opt, "n_prefix_rec"))),
                              ("rec", context + int(option(opt, "n_prefix_rec"))),
                              ("conv", context + int(option(opt, "response_max_length")) + int(option(opt, "n_prefix_conv")))):
         section = opt.get(stage) if hasattr(opt, "get") else None
-        if isinstance(section, Mapping) and section.get("batch_size"):
+        if stage in runs and isinstance(section, Mapping) and section.get("batch_size"):
             shapes.append((int(section["batch_size"]), positions))
     return shapes
 
