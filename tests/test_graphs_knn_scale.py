@@ -40,6 +40,38 @@ def test_float32_kernels_agree_with_a_dense_reference():
         assert (idx == ref_idx).float().mean() > 0.99  # up to float ties
 
 
+@pytest.mark.parametrize("data", ["clustered", "duplicates", "sorted"])
+def test_tiles_merge_sparse_candidates_and_fall_back_to_dense_updates(monkeypatch, data):
+    """Full running lists take candidates above their k-th best (sparse); a block's first tile,
+    and a tile with more than k candidates per row, take the dense top-k. Both give the dense
+    reference, on duplicate rows (ties) and on rows whose later tiles are all better."""
+    x = _clustered(300, seed=5)
+    if data == "duplicates":
+        x = x[torch.arange(300) // 3]  # every row three times: tied similarities of 1
+    if data == "sorted":  # similarity to row 0's direction rises along the rows: later tiles beat earlier ones
+        x = torch.nn.functional.normalize(x, dim=1) * 0.1 + torch.linspace(0, 3, 300).unsqueeze(1)
+    calls = {"sparse": 0, "dense": 0}
+
+    def counted(name, function):
+        def wrapper(*args):
+            calls[name] += 1
+            return function(*args)
+        return wrapper
+
+    monkeypatch.setattr(knn, "_merge_candidates", counted("sparse", knn._merge_candidates))
+    monkeypatch.setattr(knn, "_update", counted("dense", knn._update))
+    xn = torch.nn.functional.normalize(x, dim=1)
+    dense = xn @ xn.T
+    dense.fill_diagonal_(-float("inf"))
+    ref_sim, _ = torch.topk(dense, 6, dim=1)
+    idx, sim = topk_neighbours(x, 6, block_size=32, method="tiles")
+    assert calls["sparse"] > 0 and calls["dense"] > 0, calls
+    assert torch.allclose(sim, ref_sim, atol=1e-5)
+    assert torch.allclose((xn.unsqueeze(1) * xn[idx]).sum(-1), sim, atol=1e-5)  # indices carry those values
+    assert not torch.any(idx == torch.arange(300).unsqueeze(1)) and torch.all(idx >= 0)
+    assert all(len(set(row.tolist())) == 6 for row in idx)  # no neighbour twice
+
+
 def test_blocks_are_normalised_one_at_a_time_and_the_input_is_untouched(monkeypatch):
     x = _clustered(400)
     before = x.clone()
@@ -57,7 +89,7 @@ def test_blocks_are_normalised_one_at_a_time_and_the_input_is_untouched(monkeypa
         assert len(seen) >= 400 // 64 and max(seen) <= 64  # blocks of 64 rows, never all 400
         seen.clear()
     idx, _ = topk_neighbours(x, 5, block_size=64, precision="bfloat16", device="cpu")
-    assert max(seen[:-1]) <= 64  # tiles; the last call is the float32 re-scoring chunk
+    assert max(seen[:-2]) <= 64 and seen[-2:] == [256, 144]  # tiles, then the float32 re-scoring chunks
     assert torch.equal(x, before) and idx.shape == (400, 5)
 
 
