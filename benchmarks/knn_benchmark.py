@@ -182,6 +182,36 @@ def run_case(method: str, n: int, args) -> dict:
     return row
 
 
+def tile_products(sizes, dim: int, threads: int, repeats: int = 5) -> list:
+    """Time one product of the exact build's default tile (block x dim by its transpose,
+    ``graphs/knn.py:_topk_tiles`` with its default memory budget) in float32 and bfloat16,
+    best of ``repeats``, and what the products alone of every size would take (N^2 / 2
+    tiles' worth: the symmetric kernel)."""
+    import torch
+
+    from crslab_mscrs.graphs.knn import DEFAULT_TILE_MEMORY_MB, tile_block_size
+
+    torch.set_num_threads(threads)
+    block = tile_block_size(DEFAULT_TILE_MEMORY_MB, 20)
+    rows = []
+    for dtype in (torch.float32, torch.bfloat16):
+        a = torch.randn(block, dim).to(dtype)
+        a @ a.T  # warm-up
+        best = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ a.T
+            best = min(best, time.perf_counter() - start)
+        tiles = {n: (n / block) * (n / block + 1) / 2 for n in sizes}
+        rows.append({"dtype": str(dtype).replace("torch.", ""), "block": block, "seconds": round(best, 3),
+                     "gflops": round(2 * block * block * dim / best / 1e9, 1),
+                     "products_seconds": {n: round(t * best, 1) for n, t in tiles.items()}})
+        print(f"tile {block} x {dim} by its transpose, {rows[-1]['dtype']}: {best:.3f} s "
+              f"({rows[-1]['gflops']} GFLOP/s, best of {repeats}, {threads} threads); products alone: "
+              + ", ".join(f"n={n}: {tiles[n]:.0f} tiles = {tiles[n] * best:.1f} s" for n in sizes), flush=True)
+    return rows
+
+
 def main(argv=None) -> list:
     parser = argparse.ArgumentParser(description="kNN build benchmark")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
@@ -202,8 +232,13 @@ def main(argv=None) -> list:
     parser.add_argument("--dense-limit-gb", type=float, default=4.0)
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per case (build + recall check)")
     parser.add_argument("--json-out", help="also write the rows to this JSON file")
+    parser.add_argument("--tile-products", action="store_true",
+                        help="only time the exact build's tile product (float32, bf16) and print what the "
+                             "products alone take at --sizes")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: method,n
     args = parser.parse_args(argv)
+    if args.tile_products:
+        return tile_products(args.sizes, args.dim, args.threads)
     if args.features:
         args.features = os.path.abspath(args.features)
         args.sizes = [0]  # the file's rows

@@ -1,4 +1,4 @@
-"""The paper-recipe estimate's arithmetic and launch command; the throughput FLOP count."""
+"""The paper-recipe estimate's arithmetic and launch command; the throughput FLOP count; the kNN spill sweep."""
 import sys
 
 import pytest
@@ -66,3 +66,20 @@ def test_counts_prints_the_batches_of_every_step_type_without_timing(monkeypatch
     lines = [line.split(None, 2) for line in capsys.readouterr().out.splitlines()]
     assert lines[0][:2] == ["30", "rec"] and "3 epochs x 10 batches of 64" in lines[0][2]
     assert [line[1] for line in lines[1:]] == ["rec_eval"] * (len(lines) - 1)
+
+
+def test_the_spill_sweep_reuses_one_assignment_and_reports_every_ratio(capsys):
+    spill = load_benchmark_script("knn_cells_spill")
+    rows = spill.main(["--size", "1200", "--dim", "16", "--k", "5", "--spill", "0.9", "0.6",
+                       "--cells", "cell_size=20", "--queries", "200", "--threads", "1"])
+    assert [row["spill_ratio"] for row in rows] == [0.9, 0.6]
+    assert 1200 <= rows[0]["entries"] <= rows[1]["entries"] <= 2400 and rows[0]["recall"] <= rows[1]["recall"]
+    assert "| 0.6 |" in capsys.readouterr().out
+
+
+def test_tile_products_time_the_exact_builds_default_tile_in_both_precisions(capsys):
+    bench = load_benchmark_script("knn_benchmark")
+    rows = bench.main(["--tile-products", "--sizes", "100000", "--dim", "8", "--threads", "1"])
+    assert [row["dtype"] for row in rows] == ["float32", "bfloat16"] and rows[0]["block"] == 5792
+    assert all(row["products_seconds"][100000] > 0 for row in rows)  # about 158 tiles at 1e5
+    assert "tiles" in capsys.readouterr().out

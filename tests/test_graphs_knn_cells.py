@@ -5,7 +5,7 @@ import torch
 
 from crslab_mscrs import config as cfg
 from crslab_mscrs.graphs.knn import build_knn_graph, cells_settings, nearest_neighbours, topk_neighbours
-from crslab_mscrs.graphs.knn_cells import CellsSettings, _merge_unique, cells_topk
+from crslab_mscrs.graphs.knn_cells import CellAssignment, CellsSettings, _merge_unique, cells_topk, search_cells
 
 
 def clustered(n=2000, dim=32, cluster_size=25, seed=0):
@@ -62,6 +62,24 @@ def test_a_row_searched_in_two_cells_keeps_each_neighbour_once():
     for row in idx.tolist():
         kept = [j for j in row if j >= 0]
         assert len(kept) == len(set(kept))
+
+
+def test_spilling_more_rows_only_adds_candidates():
+    """One assignment, searched at falling spill ratios: the lists grow and the recall never
+    drops (a cell only gains members, so every pair found before is found again)."""
+    x = clustered(1500)
+    exact_idx, _ = topk_neighbours(x, 10, show_progress=False)
+    cells = CellAssignment.build(x, CellsSettings(cell_size=20))
+    entries, recalls = [], []
+    for ratio in (1.0, 0.9, 0.7, 0.5):
+        first, second = cells.lists(ratio)
+        idx, _ = search_cells(cells, first, second, 10)
+        entries.append(int((second >= 0).sum()))
+        recalls.append(recall(idx, exact_idx))
+    assert entries == sorted(entries) and entries[0] < entries[-1]
+    assert recalls == sorted(recalls) and recalls[0] < recalls[-1]
+    same, _ = cells_topk(x, 10, CellsSettings(cell_size=20, spill_ratio=0.7))
+    assert torch.equal(same, search_cells(cells, *cells.lists(0.7), 10)[0])  # the method is these two steps
 
 
 def test_the_graph_records_the_cells_settings_and_config_keys_are_checked():

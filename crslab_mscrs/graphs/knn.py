@@ -41,6 +41,7 @@ from crslab_mscrs.host_memory import release_free_memory
 
 EXACT_PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 BF16_SHORTLIST_MARGIN = 8  # bfloat16: extra candidates per row, re-scored in float32 at the end
+DEFAULT_TILE_MEMORY_MB = 256.0  # exact build: similarity tile budget (block_memory_mb)
 
 
 def resolve_device(device: Optional[str], features: torch.Tensor) -> torch.device:
@@ -53,7 +54,7 @@ def resolve_device(device: Optional[str], features: torch.Tensor) -> torch.devic
 
 
 def topk_neighbours(features: torch.Tensor, k: int, block_size: Optional[int] = None,
-                    block_memory_mb: float = 256.0, device: Optional[str] = None,
+                    block_memory_mb: float = DEFAULT_TILE_MEMORY_MB, device: Optional[str] = None,
                     show_progress: bool = False, method: str = "tiles", precision: str = "float32") -> tuple:
     """Blockwise exact top-k cosine neighbours (self excluded) of every row.
 
@@ -223,12 +224,17 @@ def _update_pair(best_val, best_idx, tile, i0, j0, k):
         _merge_candidates(best_val, best_idx, rows, vals, cols, r0, k)
 
 
+def tile_block_size(block_memory_mb: float, k: int) -> int:
+    """Rows per tile of the symmetric kernel: a tile and its transpose's top-k buffers within the budget."""
+    return max(k + 1, int(math.sqrt(block_memory_mb * 2**20 / 8)))
+
+
 def _topk_tiles(x, inv_norm, k_eff, block_size, block_memory_mb, show_progress, dtype=torch.float32):
     from tqdm.auto import tqdm
 
     n, dev = x.shape[0], x.device
-    if block_size is None:  # a tile and its transpose's top-k buffers within the budget
-        block_size = max(k_eff + 1, int(math.sqrt(block_memory_mb * 2**20 / 8)))
+    if block_size is None:
+        block_size = tile_block_size(block_memory_mb, k_eff)
     block_size = min(block_size, n)
     best_val = torch.full((n, k_eff), -math.inf, device=dev, dtype=dtype)
     best_idx = torch.full((n, k_eff), -1, dtype=torch.long, device=dev)
@@ -249,7 +255,7 @@ def _topk_tiles(x, inv_norm, k_eff, block_size, block_memory_mb, show_progress, 
     return best_idx, best_val.float()
 
 
-AUTO_EXACT_MAX_ITEMS = 100000  # auto on a CPU: exact up to here (1e5 x 768: ~1.5 min on 2 cores), cells above
+AUTO_EXACT_MAX_ITEMS = 100000  # auto on a CPU: exact up to here (1e5 x 768: about 1 min on 2 cores), cells above
 METHODS = ("auto", "exact", "cells", "faiss-ivf")
 
 
@@ -291,7 +297,7 @@ def cells_settings(config: Optional[dict] = None):
 def nearest_neighbours(features: torch.Tensor, k: int, method: str = "auto", nprobe: int = 8,
                        nlist: Optional[int] = None, auto_exact_max_items: int = AUTO_EXACT_MAX_ITEMS,
                        exact_kernel: str = "tiles", block_size: Optional[int] = None,
-                       block_memory_mb: float = 256.0, device: Optional[str] = None,
+                       block_memory_mb: float = DEFAULT_TILE_MEMORY_MB, device: Optional[str] = None,
                        show_progress: bool = False, exact_precision: str = "float32", cells=None) -> tuple:
     """Top-k cosine neighbours of every (non-zero) row by the chosen method.
 
@@ -444,7 +450,7 @@ def union_graph(idx: torch.Tensor, sims: torch.Tensor, row_ids: torch.Tensor, nu
 def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: int, k: int,
                     missing_mask: Optional[torch.Tensor] = None, weight: str = "cosine",
                     min_similarity: float = 0.0, block_size: Optional[int] = None,
-                    block_memory_mb: float = 256.0, device: Optional[str] = None,
+                    block_memory_mb: float = DEFAULT_TILE_MEMORY_MB, device: Optional[str] = None,
                     show_progress: bool = True, method: str = "auto", nprobe: int = 8,
                     nlist: Optional[int] = None, auto_exact_max_items: int = AUTO_EXACT_MAX_ITEMS,
                     exact_kernel: str = "tiles", exact_precision: str = "float32", cells=None) -> Graph:

@@ -60,7 +60,7 @@ class CellsSettings:
     train_per_cell: int = 4       # k-means trains on min(N, nlist x this) sampled rows
     iterations: int = 6           # k-means iterations (jumps in all but the last two)
     jump_utility_ratio: float = 0.25  # centroids with utility < this x the median jump
-    spill_ratio: float = 0.85     # a row also joins its 2nd cell when sim2 >= this x sim1
+    spill_ratio: float = 0.7      # a row also joins its 2nd cell when sim2 >= this x sim1 (benchmarks/README.md: 0.85 -> 0.7)
     candidates: int = 8           # cells per row kept from the first assignment, re-ranked after the full-data update
     precision: str = "bfloat16"   # products of the k-means and of the assignment
     seed: int = 0                 # sample, seeding and jump choices
@@ -195,65 +195,108 @@ def cells_topk(features: torch.Tensor, k: int, settings: Optional[CellsSettings]
     Returns ``(indices [N, k'], similarities FloatTensor[N, k'])``, descending, on the CPU; the
     indices are int32 (int64 above 2^31 rows), half the memory of the ``N x k`` result.
     """
-    from tqdm.auto import tqdm
-
     settings = settings or CellsSettings()
     n = features.shape[0]
     k_eff = min(int(k), n - 1)
     if k_eff <= 0:
         return torch.zeros(n, 0, dtype=torch.long), torch.zeros(n, 0)
-    dev = torch.device(device) if device else features.device
-    dtype = PRECISIONS[settings.precision]
-    x = features.detach()
-    inv_norm = inverse_norms(x)
-    generator = torch.Generator().manual_seed(int(settings.seed))
-    n_cells = max(1, min(n, int(round(n / settings.cell_size))))
-    n_train = min(n, n_cells * settings.train_per_cell)
-    sample = torch.randperm(n, generator=generator)[:n_train].sort().values.to(x.device)
-    d = x.shape[1]
-    started = time.perf_counter()
-    centroids = train_cells(_unit_rows(x, inv_norm, sample, dev, dtype), n_cells, settings, generator)
-    n_cells = centroids.shape[0]
-    if show_progress:
-        tqdm.write(f"kNN cells: k-means of {n_cells} cells on {n_train} rows in {time.perf_counter() - started:.1f} s")
+    cells = CellAssignment.build(features, settings, device, show_progress)
+    first, second = cells.lists(settings.spill_ratio)
+    return search_cells(cells, first, second, k_eff, show_progress)
 
-    # pass 1: the `candidates` most similar trained centroids of every row (products in `dtype`);
-    # the centroids are then recomputed from ALL rows (one Lloyd step on the full data) and
-    # pass 2 re-ranks each row's candidates against them in float32
-    m = min(settings.candidates, n_cells)
-    cand = torch.empty(n, m, dtype=torch.int32)
-    sums = torch.zeros(n_cells, d, device=dev)
-    c_t = centroids.to(dtype).T.contiguous()
-    del centroids  # the float32 centroids are recomputed from all rows below
-    chunk = 1024  # rows per assignment block: the block x nlist product is the largest buffer
-    for start in tqdm(range(0, n, chunk), desc="kNN cells: assign", disable=not show_progress):
-        rows = torch.arange(start, min(start + chunk, n), device=x.device)
-        block = _unit_rows(x, inv_norm, rows, dev)
-        top = torch.topk(block.to(dtype) @ c_t, m, dim=1).indices
-        sums.index_add_(0, top[:, 0], block)
-        cand[start:start + len(rows)] = top.to(torch.int32).cpu()
-    del c_t
-    centroids = _normalise_(sums)  # a cell no row chose first: zero, never best
-    del sums
-    first = torch.empty(n, dtype=torch.long)
-    second = torch.full((n,), -1, dtype=torch.long)
-    chunk = 2048  # the gathered candidate centroids: chunk x candidates x d floats
-    for start in tqdm(range(0, n, chunk), desc="kNN cells: refine", disable=not show_progress):
-        rows = torch.arange(start, min(start + chunk, n), device=x.device)
-        block = _unit_rows(x, inv_norm, rows, dev)
-        c = cand[start:start + len(rows)].to(device=dev, dtype=torch.long)
-        sims = torch.einsum("rd,rmd->rm", block, centroids[c])
-        v, pos = torch.topk(sims, min(2, m), dim=1)
-        cells = torch.gather(c, 1, pos)
-        first[start:start + len(rows)] = cells[:, 0].cpu()
-        if m > 1:
-            spill = v[:, 1] >= settings.spill_ratio * v[:, 0]
-            second[start:start + len(rows)] = torch.where(spill, cells[:, 1], torch.full_like(cells[:, 1], -1)).cpu()
-    del cand
+
+@dataclass
+class CellAssignment:
+    """Steps 1-2 of the module docstring before spilling: every row's two best cells.
+
+    Attributes:
+        x, inv_norm: the input rows (untouched) and their inverse norms.
+        device: where the products run.
+        n_cells: number of k-means cells.
+        sims: ``[N, 2]`` float32 cosines of every row with its best and second-best centroid
+            (the centroids after the full-data update; -inf where there is no second).
+        cells: ``[N, 2]`` those cells (-1: none).
+    """
+
+    x: torch.Tensor
+    inv_norm: torch.Tensor
+    device: torch.device
+    n_cells: int
+    sims: torch.Tensor
+    cells: torch.Tensor
+
+    @classmethod
+    def build(cls, features: torch.Tensor, settings: CellsSettings, device: Optional[str] = None,
+              show_progress: bool = False) -> "CellAssignment":
+        """Train the cells (k-means in ``settings.precision``), assign every row to its
+        ``candidates`` best, update the centroids from all rows and re-rank in float32."""
+        from tqdm.auto import tqdm
+
+        n = features.shape[0]
+        dev = torch.device(device) if device else features.device
+        dtype = PRECISIONS[settings.precision]
+        x = features.detach()
+        inv_norm = inverse_norms(x)
+        generator = torch.Generator().manual_seed(int(settings.seed))
+        n_cells = max(1, min(n, int(round(n / settings.cell_size))))
+        n_train = min(n, n_cells * settings.train_per_cell)
+        sample = torch.randperm(n, generator=generator)[:n_train].sort().values.to(x.device)
+        d = x.shape[1]
+        started = time.perf_counter()
+        centroids = train_cells(_unit_rows(x, inv_norm, sample, dev, dtype), n_cells, settings, generator)
+        n_cells = centroids.shape[0]
+        if show_progress:
+            tqdm.write(f"kNN cells: k-means of {n_cells} cells on {n_train} rows in {time.perf_counter() - started:.1f} s")
+
+        # pass 1: the `candidates` most similar trained centroids of every row (products in `dtype`);
+        # the centroids are then recomputed from ALL rows (one Lloyd step on the full data) and
+        # pass 2 re-ranks each row's candidates against them in float32
+        m = min(settings.candidates, n_cells)
+        cand = torch.empty(n, m, dtype=torch.int32)
+        sums = torch.zeros(n_cells, d, device=dev)
+        c_t = centroids.to(dtype).T.contiguous()
+        del centroids  # the float32 centroids are recomputed from all rows below
+        chunk = 1024  # rows per assignment block: the block x nlist product is the largest buffer
+        for start in tqdm(range(0, n, chunk), desc="kNN cells: assign", disable=not show_progress):
+            rows = torch.arange(start, min(start + chunk, n), device=x.device)
+            block = _unit_rows(x, inv_norm, rows, dev)
+            top = torch.topk(block.to(dtype) @ c_t, m, dim=1).indices
+            sums.index_add_(0, top[:, 0], block)
+            cand[start:start + len(rows)] = top.to(torch.int32).cpu()
+        del c_t
+        centroids = _normalise_(sums)  # a cell no row chose first: zero, never best
+        del sums
+        best_sims = torch.full((n, 2), -math.inf)
+        best_cells = torch.full((n, 2), -1, dtype=torch.long)
+        chunk = 2048  # the gathered candidate centroids: chunk x candidates x d floats
+        for start in tqdm(range(0, n, chunk), desc="kNN cells: refine", disable=not show_progress):
+            rows = torch.arange(start, min(start + chunk, n), device=x.device)
+            block = _unit_rows(x, inv_norm, rows, dev)
+            c = cand[start:start + len(rows)].to(device=dev, dtype=torch.long)
+            sims = torch.einsum("rd,rmd->rm", block, centroids[c])
+            v, pos = torch.topk(sims, min(2, m), dim=1)
+            best_sims[start:start + len(rows), :v.shape[1]] = v.cpu()
+            best_cells[start:start + len(rows), :v.shape[1]] = torch.gather(c, 1, pos).cpu()
+        return cls(x, inv_norm, dev, n_cells, best_sims, best_cells)
+
+    def lists(self, spill_ratio: float) -> tuple:
+        """``(first [N], second [N])`` cells of every row; ``second`` is -1 unless the row's
+        second similarity is at least ``spill_ratio`` x its first (module docstring, step 2)."""
+        spill = (self.cells[:, 1] >= 0) & (self.sims[:, 1] >= spill_ratio * self.sims[:, 0])
+        return self.cells[:, 0].clone(), torch.where(spill, self.cells[:, 1], torch.full_like(self.cells[:, 1], -1))
+
+
+def search_cells(cells: CellAssignment, first: torch.Tensor, second: torch.Tensor, k_eff: int,
+                 show_progress: bool = False) -> tuple:
+    """Step 3 of the module docstring: the rows of every cell against each other, in float32;
+    each row keeps its ``k_eff`` best over its cells. Returns ``(indices, similarities)``."""
+    from tqdm.auto import tqdm
+
+    n, n_cells, x, inv_norm, dev = first.shape[0], cells.n_cells, cells.x, cells.inv_norm, cells.device
     spilled = torch.nonzero(second >= 0).flatten()
     entry_row = torch.cat([torch.arange(n), spilled])
     entry_cell = torch.cat([first, second[spilled]])
-    del first, second, spilled
+    del spilled
     order = torch.argsort(entry_cell, stable=True)
     members_all = entry_row[order]
     offsets = torch.zeros(n_cells + 1, dtype=torch.long)
