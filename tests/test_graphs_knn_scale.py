@@ -122,6 +122,27 @@ def test_device_selection_prefers_a_gpu_and_auto_is_exact_there(monkeypatch):
     assert used == "exact" and calls == {"device": None, "precision": "bfloat16"}  # device None -> cuda inside
 
 
+def test_auto_precision_takes_bf16_for_large_catalogues_on_cpus_with_native_bf16(tmp_path, monkeypatch):
+    cpu = torch.device("cpu")
+    assert knn.resolve_exact_precision("auto", 100000, cpu, native_bf16=True) == "bfloat16"
+    assert knn.resolve_exact_precision("auto", 100000, cpu, native_bf16=False) == "float32"
+    assert knn.resolve_exact_precision("auto", knn.AUTO_BF16_MIN_ITEMS - 1, cpu, native_bf16=True) == "float32"
+    assert knn.resolve_exact_precision("auto", 100000, torch.device("cuda"), native_bf16=True) == "float32"
+    assert knn.resolve_exact_precision("float32", 100000, cpu, native_bf16=True) == "float32"  # asked for: kept
+    with pytest.raises(ValueError, match="auto"):
+        knn.resolve_exact_precision("float16", 10, cpu)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert knn.cpu_has_native_bf16(str(cpuinfo))
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
+    assert not knn.cpu_has_native_bf16(str(cpuinfo)) and not knn.cpu_has_native_bf16(str(tmp_path / "absent"))
+    monkeypatch.setattr(knn, "AUTO_BF16_MIN_ITEMS", 100)  # the graph records what ran and what was asked
+    monkeypatch.setattr(knn, "cpu_has_native_bf16", lambda: True)
+    graph = build_knn_graph(_clustered(300), list(range(300)), 300, k=5, method="exact", exact_precision="auto",
+                            device="cpu")
+    assert graph.stats["exact_precision"] == "bfloat16" and graph.stats["exact_precision_requested"] == "auto"
+
+
 def test_graph_records_device_and_precision_and_config_key_is_known():
     graph = build_knn_graph(_clustered(120), list(range(120)), 120, k=4, show_progress=False, method="exact",
                             exact_precision="bfloat16", device="cpu")

@@ -42,6 +42,35 @@ from crslab_mscrs.host_memory import release_free_memory
 EXACT_PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 BF16_SHORTLIST_MARGIN = 8  # bfloat16: extra candidates per row, re-scored in float32 at the end
 DEFAULT_TILE_MEMORY_MB = 256.0  # exact build: similarity tile budget (block_memory_mb)
+AUTO_BF16_MIN_ITEMS = 20000  # precision "auto": bf16 products from here on, on a CPU with native bf16 matmul
+NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of bf16 dot-product instructions
+
+
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU lists a bf16 dot-product instruction (AVX512-BF16 or AMX-BF16) in
+    ``cpuinfo`` (Linux x86); False where the file is absent or lists neither."""
+    try:
+        with open(cpuinfo) as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return any(flag in flags for flag in NATIVE_BF16_CPU_FLAGS)
+
+
+def resolve_exact_precision(precision: str, n_items: int, device: torch.device,
+                            native_bf16: Optional[bool] = None) -> str:
+    """``"float32"`` or ``"bfloat16"`` for the exact build. ``"auto"`` takes bf16 products
+    (re-scored in float32, :func:`topk_neighbours`) on a CPU with native bf16 matmul
+    (:func:`cpu_has_native_bf16`, or ``native_bf16``) from :data:`AUTO_BF16_MIN_ITEMS` items on,
+    where they are faster (benchmarks/README.md: 48.2 s against 67.3 s at 1e5 x 768 on 2
+    cores, recall 1.0000); float32 below that, on other CPUs and on a GPU (not measured there)."""
+    if precision != "auto":
+        if precision not in EXACT_PRECISIONS:
+            raise ValueError(f"precision must be one of {tuple(EXACT_PRECISIONS) + ('auto',)}, got {precision!r}")
+        return precision
+    if torch.device(device).type != "cpu" or n_items < AUTO_BF16_MIN_ITEMS:
+        return "float32"
+    return "bfloat16" if (cpu_has_native_bf16() if native_bf16 is None else native_bf16) else "float32"
 
 
 def resolve_device(device: Optional[str], features: torch.Tensor) -> torch.device:
@@ -71,6 +100,7 @@ def topk_neighbours(features: torch.Tensor, k: int, block_size: Optional[int] = 
     AVX512-BF16 or AMX, and on GPUs), keeps ``k + 8`` candidates per row and re-scores them
     in float32, so similarities are float32 cosines; the neighbour SET may differ from the
     float32 one where bf16 rounding (~1e-3) reorders near-ties (recall in benchmarks/README.md).
+    ``precision="auto"``: :func:`resolve_exact_precision`.
     Returns ``(indices LongTensor[N, k'], similarities FloatTensor[N, k'])`` with
     ``k' = min(k, N - 1)``, neighbours in descending similarity. Rows must be non-zero.
     """
@@ -78,9 +108,8 @@ def topk_neighbours(features: torch.Tensor, k: int, block_size: Optional[int] = 
     k_eff = min(int(k), n - 1)
     if k_eff <= 0:
         return torch.zeros(n, 0, dtype=torch.long), torch.zeros(n, 0)
-    if precision not in EXACT_PRECISIONS:
-        raise ValueError(f"precision must be one of {tuple(EXACT_PRECISIONS)}, got {precision!r}")
     dev = resolve_device(device, features)
+    precision = resolve_exact_precision(precision, n, dev)
     x = features.detach()
     if x.device != dev:
         x = x.to(dev)
@@ -471,7 +500,8 @@ def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: 
             (None: defaults; :func:`cells_settings` reads them from a config mapping).
         nprobe, nlist: faiss-ivf cells visited per query / number of cells (default ~4 sqrt(N)).
         exact_kernel: ``"tiles"`` or ``"rows"`` (see :func:`topk_neighbours`).
-        exact_precision: ``"float32"`` or ``"bfloat16"`` products (see :func:`topk_neighbours`).
+        exact_precision: ``"float32"``, ``"bfloat16"`` products (see :func:`topk_neighbours`) or
+            ``"auto"`` (:func:`resolve_exact_precision`); the graph records the one used.
         device: where the exact products run (default: a GPU when present, else the CPU).
     """
     if weight not in ("cosine", "binary"):
@@ -501,7 +531,9 @@ def build_knn_graph(features: torch.Tensor, item_ids: Sequence[int], num_nodes: 
              "zero_vectors": int((zero & ~missing).sum()), "k": int(k), "k_effective": int(idx.shape[1]),
              "method": used, "method_requested": method,
              "exact_kernel": exact_kernel if used == "exact" else None,
-             "exact_precision": exact_precision if used == "exact" else None,
+             "exact_precision": resolve_exact_precision(exact_precision, len(valid), resolve_device(device, features))
+             if used == "exact" else None,
+             "exact_precision_requested": exact_precision if used == "exact" else None,
              "device": str(resolve_device(device, features)) if used in ("exact", "cells") else "cpu",
              "nprobe": nprobe if used == "faiss-ivf" else None,
              "nlist": (nlist or default_nlist(len(valid))) if used == "faiss-ivf" else None,
