@@ -108,6 +108,14 @@ def exact_topk_of_rows(x, rows, k: int, query_chunk: int = 1024, db_chunk: int =
     return torch.cat(out)
 
 
+def parse_cells(items):
+    """``--cells KEY=VALUE ...`` as :class:`~crslab_mscrs.graphs.knn_cells.CellsSettings` (a
+    value with a dot is a float, else an int; unknown keys: ValueError naming them)."""
+    from crslab_mscrs.graphs.knn import cells_settings
+
+    return cells_settings({key: float(v) if "." in v else int(v) for key, v in (item.split("=", 1) for item in items)})
+
+
 def recall_at_k(approx, exact) -> float:
     """Mean over rows of |approx_i & exact_i| / k (-1 padding never matches)."""
     hits = sum(len(set(a.tolist()) & set(e.tolist())) for a, e in zip(approx, exact))
@@ -145,10 +153,7 @@ def run_case(method: str, n: int, args) -> dict:
         idx, val = order, torch.gather(sims, 1, order)
         del sims, xn
     elif method == "cells":
-        from crslab_mscrs.graphs.knn import cells_settings
-
-        idx, val, _ = nearest_neighbours(x, args.k, method="cells", device="cpu", cells=cells_settings(
-            {key: float(v) if "." in v else int(v) for key, v in (item.split("=", 1) for item in args.cells)}))
+        idx, val, _ = nearest_neighbours(x, args.k, method="cells", device="cpu", cells=parse_cells(args.cells))
     elif method == "ivf-tiles":
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from knn_ivf_tiles import ivf_tiles_topk

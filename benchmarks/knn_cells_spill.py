@@ -57,8 +57,7 @@ def sweep(x, k: int, ratios, settings, queries: int = 1000, show_progress: bool 
 def main(argv=None) -> list:
     import torch
 
-    from crslab_mscrs.graphs.knn import cells_settings
-    from knn_benchmark import make_data
+    from knn_benchmark import make_data, parse_cells
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=100000)
@@ -72,8 +71,7 @@ def main(argv=None) -> list:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    settings = cells_settings({key: float(v) if "." in v else int(v)
-                               for key, v in (item.split("=", 1) for item in args.cells)})
+    settings = parse_cells(args.cells)
     x = make_data(args.size, args.dim, args.data)
     print(f"data={args.data} n={args.size} d={args.dim} k={args.k} threads={args.threads} cells={args.cells}; "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)

@@ -134,8 +134,9 @@ def test_auto_precision_takes_bf16_for_large_catalogues_on_cpus_with_native_bf16
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
     assert knn.cpu_has_native_bf16(str(cpuinfo))
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
-    assert not knn.cpu_has_native_bf16(str(cpuinfo)) and not knn.cpu_has_native_bf16(str(tmp_path / "absent"))
+    older = tmp_path / "cpuinfo_older"  # one file per CPU: the flags are read once per file
+    older.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
+    assert not knn.cpu_has_native_bf16(str(older)) and not knn.cpu_has_native_bf16(str(tmp_path / "absent"))
     monkeypatch.setattr(knn, "AUTO_BF16_MIN_ITEMS", 100)  # the graph records what ran and what was asked
     monkeypatch.setattr(knn, "cpu_has_native_bf16", lambda: True)
     graph = build_knn_graph(_clustered(300), list(range(300)), 300, k=5, method="exact", exact_precision="auto",

@@ -30,6 +30,7 @@ excluded, union symmetrisation, memory O(N k) + blocks or index).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Optional, Sequence
 
 import torch
@@ -46,6 +47,7 @@ AUTO_BF16_MIN_ITEMS = 20000  # precision "auto": bf16 products from here on, on 
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of bf16 dot-product instructions
 
 
+@lru_cache(maxsize=None)
 def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """True when the CPU lists a bf16 dot-product instruction (AVX512-BF16 or AMX-BF16) in
     ``cpuinfo`` (Linux x86); False where the file is absent or lists neither."""
@@ -236,14 +238,14 @@ def _update_pair(best_val, best_idx, tile, i0, j0, k):
         if not rows_first and i0 == j0:
             break
         thr = best_val[r0:r0 + (m if rows_first else n), -1]
-        if bool(torch.isinf(thr).any()):
-            _update(best_val, best_idx, tile if rows_first else tile.T, r0, c0, k)
-            continue
-        mask = tile > thr.view(thr_shape)
-        count = int(mask.count_nonzero())
-        if count == 0:
-            continue
-        if count > k * thr.numel():
+        dense = bool(torch.isinf(thr).any())
+        if not dense:
+            mask = tile > thr.view(thr_shape)
+            count = int(mask.count_nonzero())
+            if count == 0:
+                continue
+            dense = count > k * thr.numel()
+        if dense:
             _update(best_val, best_idx, tile if rows_first else tile.T, r0, c0, k)
             continue
         flat = mask.view(-1).nonzero().squeeze(1)  # one flat index per hit (cheaper than 2-d nonzero on CPUs)
